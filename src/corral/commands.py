@@ -1,0 +1,134 @@
+"""The control commands, declared once: the daemon dispatches from this table,
+the CLI checks what it sends against it, and docs/protocol.md is generated from it.
+
+Standard library only: the CLI imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str  # "str", "int", "bool", "list[str]", "object", "list[object]"
+    doc: str
+    required: bool = False
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    doc: str
+    params: tuple[Param, ...] = field(default=())
+    result: str = ""
+    changes_state: bool = False
+    streaming: bool = False
+
+
+TARGET = Param("target", "list[str]", "Names, ids, namespaces, or `all`.", required=True)
+
+COMMANDS: tuple[Command, ...] = (
+    Command("ping", "Is the daemon alive: its version, pid and uptime.", result="{version, pid, uptime, home}"),
+    Command(
+        "start",
+        "Register apps (normalised app objects, as loaded from an ecosystem file) and start those with autostart. An app already known by name is started (if stopped) with its new definition.",
+        (
+            Param("apps", "list[object]", "Normalised app definitions.", required=True),
+            Param("client_env", "object", "The caller's environment; apps inherit it, as in PM2.", default={}),
+        ),
+        result="{started: [process], warnings: [str]}",
+        changes_state=True,
+    ),
+    Command("stop", "Stop instances (kill_signal, kill_timeout, then SIGKILL to the process group).", (TARGET,), "{processes: [process]}", True),
+    Command(
+        "restart",
+        "Restart instances; with update_env, their inherited environment is replaced by client_env.",
+        (
+            TARGET,
+            Param("update_env", "bool", "Replace the inherited environment.", default=False),
+            Param("client_env", "object", "The caller's environment.", default={}),
+        ),
+        "{processes: [process]}",
+        True,
+    ),
+    Command("delete", "Stop and forget apps.", (TARGET,), "{processes: [process]}", True),
+    Command("reset", "Reset restart counters.", (TARGET,), "{processes: [process]}", True),
+    Command(
+        "signal",
+        "Send a signal to instances (their whole process group).",
+        (TARGET, Param("signal", "str", "Signal name or number.", required=True)),
+        "{processes: [process]}",
+        True,
+    ),
+    Command("list", "Every instance, in the shape documented in docs/protocol.md.", result="[process]"),
+    Command("describe", "Instances in full, including their environment when asked.", (TARGET, Param("show_env", "bool", "Include env values.", default=False)), "[process]"),
+    Command("env", "The environment an instance runs with.", (Param("id", "int", "Instance id.", required=True),), "{NAME: value}"),
+    Command("flush", "Empty the log files of the named apps (all when no target).", (Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),), "{files: [path]}", True),
+    Command("reload_logs", "Reopen every log file (after external rotation). SIGUSR2 to the daemon does the same.", result="{reopened: int}", changes_state=True),
+    Command("save", "Write the process list to the dump file (the previous one kept as .bak).", (Param("force", "bool", "Save even an empty list.", default=False),), "{path, count}", True),
+    Command("resurrect", "Start the apps from the dump file (falling back to .bak when it is missing or corrupt).", (Param("client_env", "object", "The caller's environment.", default={}),), "{started: [process], source}", True),
+    Command("kill", "Stop every app gracefully, then stop the daemon.", result="{stopped: int}", changes_state=True),
+    Command(
+        "subscribe",
+        "Stream log lines and process events. With `lines`, first sends the last lines of each matched log file.",
+        (
+            Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),
+            Param("logs", "bool", "Send log lines.", default=True),
+            Param("events", "bool", "Send process events.", default=False),
+            Param("lines", "int", "Last lines to send first.", default=0),
+            Param("streams", "list[str]", "`out`, `err` or both.", default=["out", "err"]),
+            Param("follow", "bool", "Keep streaming after the tail.", default=True),
+        ),
+        "stream of {stream: log|event, ...}",
+        streaming=True,
+    ),
+)
+
+BY_NAME: dict[str, Command] = {c.name: c for c in COMMANDS}
+
+_TYPES: dict[str, Any] = {
+    "str": str,
+    "int": int,
+    "bool": bool,
+    "object": dict,
+    "list[str]": list,
+    "list[object]": list,
+}
+
+
+def check_args(cmd: Command, args: dict[str, Any]) -> dict[str, Any]:
+    """Validate args against the declaration; returns them with defaults filled in.
+
+    Raises ValueError naming the request field.
+    """
+    out: dict[str, Any] = {}
+    known = {p.name for p in cmd.params}
+    for name in args:
+        if name not in known:
+            raise ValueError(f"unknown field 'args.{name}' for command '{cmd.name}'")
+    for p in cmd.params:
+        if p.name not in args or args[p.name] is None:
+            if p.required:
+                raise ValueError(f"field 'args.{p.name}' is required for command '{cmd.name}'")
+            out[p.name] = p.default
+            continue
+        value = args[p.name]
+        want = _TYPES[p.type]
+        if p.type == "int" and isinstance(value, bool):
+            raise ValueError(f"field 'args.{p.name}' must be {p.type}")
+        if p.type == "list[str]" and isinstance(value, str):
+            value = [value]
+        if not isinstance(value, want):
+            raise ValueError(f"field 'args.{p.name}' must be {p.type}, got {type(value).__name__}")
+        if p.type == "list[str]" and not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"field 'args.{p.name}' must be a list of strings")
+        if p.type == "list[str]":
+            value = [str(v) for v in value]
+        if p.type == "list[object]" and not all(isinstance(v, dict) for v in value):
+            raise ValueError(f"field 'args.{p.name}' must be a list of objects")
+        out[p.name] = value
+    return out

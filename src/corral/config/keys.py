@@ -1,0 +1,391 @@
+"""Every app config key, declared once.
+
+Each :class:`Key` carries its canonical name, how a value is parsed and
+normalised, its default, PM2's names for it, a one-line doc and whether
+its behaviour is active yet.  The validator (``corral.config.normalize``)
+and ``docs/config.md`` (``corral.config.docs``) are both built from
+:data:`KEYS`, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.units import parse_duration_ms, parse_size
+
+Parser = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    parse: Parser
+    default: Any
+    doc: str
+    type_doc: str
+    aliases: tuple[str, ...] = ()
+    # "active", or a short note saying which later work makes it act.
+    status: str = "active"
+    # Values PM2 accepts that turn the key off (e.g. "/dev/null" for log files).
+    examples: tuple[str, ...] = field(default=())
+
+
+# ---------------------------------------------------------------- parsers
+
+
+def p_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"expected a string, got {value!r}")
+    if isinstance(value, int | float):
+        return str(value)
+    raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
+
+
+def p_opt_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    return p_str(value)
+
+
+def p_name(value: Any) -> str:
+    name = p_str(value).strip()
+    if not name:
+        raise ValueError("must not be empty")
+    if any(c in name for c in "/\\\0\n") or name in {".", ".."}:
+        raise ValueError(f"{name!r} is not a valid name (no slashes or newlines)")
+    if name == "all":
+        raise ValueError("'all' is reserved: it means every app in commands")
+    if name.isdigit():
+        raise ValueError(f"{name!r} is not a valid name: a number would be read as an id")
+    return name
+
+
+def p_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "yes", "1", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "no", "0", "off"}:
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def p_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected a whole number, got {value!r}")
+
+
+def p_nonneg_int(value: Any) -> int:
+    n = p_int(value)
+    if n < 0:
+        raise ValueError(f"must be 0 or more, got {n}")
+    return n
+
+
+def p_duration(value: Any) -> int:
+    return parse_duration_ms(value)
+
+
+def p_opt_duration(value: Any) -> int | None:
+    if value is None or value is False:
+        return None
+    return parse_duration_ms(value)
+
+
+def p_opt_size(value: Any) -> int | None:
+    if value is None or value is False or value == 0:
+        return None
+    return parse_size(value)
+
+
+def p_args(value: Any) -> list[str]:
+    """A string (split like a shell would) or a list of scalars."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as e:
+            raise ValueError(f"cannot split {value!r} into arguments: {e}")
+    if isinstance(value, list | tuple):
+        out = []
+        for item in value:
+            if isinstance(item, bool) or item is None or isinstance(item, dict | list):
+                raise ValueError(f"every argument must be a string or number, got {item!r}")
+            out.append(str(item))
+        return out
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [str(value)]
+    raise ValueError(f"expected a string or a list of strings, got {value!r}")
+
+
+def p_env(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table of NAME = value, got {type(value).__name__}")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not k or "=" in k or "\0" in k:
+            raise ValueError(f"{k!r} is not a valid environment variable name")
+        if isinstance(v, bool):
+            out[k] = "true" if v else "false"
+        elif v is None:
+            out[k] = ""
+        elif isinstance(v, int | float | str):
+            out[k] = str(v)
+        else:
+            raise ValueError(f"variable {k!r} must be a string, number or boolean, got {v!r}")
+    return out
+
+
+def p_instances(value: Any) -> int | str:
+    """``4``, ``"4"``, ``"max"``, ``0`` (= max) or ``-N`` (CPUs minus N).
+
+    Kept symbolic ("max", -N) so a saved config moves between machines; the
+    number that runs is :func:`resolve_instances`.
+    """
+    if isinstance(value, str) and value.strip().lower() == "max":
+        return "max"
+    n = p_int(value)
+    if n == 0:
+        return "max"
+    return n
+
+
+def resolve_instances(value: int | str, cpu_count: int) -> int:
+    if value == "max":
+        return max(1, cpu_count)
+    assert isinstance(value, int)
+    if value < 0:
+        return max(1, cpu_count + value)
+    return value
+
+
+def p_exec_mode(value: Any) -> str:
+    s = p_str(value).strip().lower()
+    if s in {"fork", "fork_mode"}:
+        return "fork"
+    if s in {"cluster", "cluster_mode"}:
+        return "cluster"
+    raise ValueError(f"expected 'fork' or 'cluster', got {value!r}")
+
+
+def p_signal(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return signal.Signals(value).name
+        except ValueError:
+            raise ValueError(f"{value} is not a signal number")
+    s = p_str(value).strip().upper()
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    if s not in signal.Signals.__members__:
+        raise ValueError(f"unknown signal {value!r} (try SIGINT, SIGTERM, SIGQUIT...)")
+    return s
+
+
+def p_exit_codes(value: Any) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected a list of exit codes, got {value!r}")
+    out = []
+    for v in value:
+        n = p_int(v)
+        if not 0 <= n <= 255:
+            raise ValueError(f"exit codes are 0 to 255, got {n}")
+        out.append(n)
+    return out
+
+
+def p_log_path(value: Any) -> str | None:
+    """A log file path; ``/dev/null``, ``NULL`` or ``false`` switch the file off."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "default"
+    s = p_str(value)
+    if s.strip().upper() in {"NULL", "/DEV/NULL", "NONE", ""}:
+        return None
+    return s
+
+
+def p_log_type(value: Any) -> str:
+    s = p_str(value).strip().lower()
+    if s in {"json", "raw", "text", "plain"}:
+        return "json" if s == "json" else "text"
+    raise ValueError(f"expected 'json' or 'text', got {value!r}")
+
+
+def p_watch(value: Any) -> bool | list[str]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError(f"expected true, false or a list of paths, got {value!r}")
+
+
+def p_str_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
+def p_cron(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    s = p_str(value).strip()
+    fields = s.split()
+    if len(fields) not in (5, 6):
+        raise ValueError(f"expected a cron pattern of 5 or 6 fields, got {value!r}")
+    allowed = set("0123456789*/,-?LW#") | set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | set(
+        "abcdefghijklmnopqrstuvwxyz"
+    )
+    for f in fields:
+        if not f or any(c not in allowed for c in f):
+            raise ValueError(f"invalid cron field {f!r} in {value!r}")
+    return s
+
+
+def p_listen(value: Any) -> list[str]:
+    items = p_str_list(value)
+    for item in items:
+        if item.startswith("unix:"):
+            if len(item) <= 5:
+                raise ValueError(f"{item!r} needs a path after 'unix:'")
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected 'HOST:PORT' or 'unix:/path', got {item!r}")
+    return items
+
+
+def p_port(value: Any) -> int | None:
+    if value is None:
+        return None
+    n = p_int(value)
+    if not 0 <= n <= 65535:
+        raise ValueError(f"a port is 0 to 65535, got {n}")
+    return n
+
+
+def p_user(value: Any) -> str | int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    s = p_str(value)
+    return int(s) if s.isdigit() else s
+
+
+def p_any_table(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table, got {value!r}")
+    return dict(value)
+
+
+# ---------------------------------------------------------------- the keys
+
+LATER_CLUSTER = "parsed and validated; acts once cluster mode lands (sockets, readiness)"
+LATER_HEALTH = "parsed and validated; acts once resource limits and health checks land"
+
+KEYS: tuple[Key, ...] = (
+    Key("name", p_name, None, "Name of the app; defaults to the script's file name without extension.", "string"),
+    Key("script", p_str, None, "File to run, or a program on PATH (`uvicorn`, `gunicorn`, `npm`...). Required.", "string", ("cmd", "exec")),
+    Key("args", p_args, [], "Arguments passed to the script: a string (split like a shell) or a list.", "string or list"),
+    Key("interpreter", p_opt_str, None, "Program that runs the script. `none` runs it directly. Default by extension: `.py` -> the active virtualenv's python, else python3; `.js` -> node; `.sh` -> bash; anything else runs directly.", "string", ("exec_interpreter",)),
+    Key("interpreter_args", p_args, [], "Arguments for the interpreter, before the script (e.g. `-u`, `-X dev`, `-m`).", "string or list", ("node_args", "interpreterArgs")),
+    Key("cwd", p_opt_str, None, "Working directory; relative to the ecosystem file's folder. Default: that folder.", "path"),
+    Key("env", p_env, {}, "Environment variables; any scalar value becomes a string. `env_<name>` tables are merged over it with `--env <name>`.", "table"),
+    Key("instances", p_instances, 1, "How many instances: a number, `max` or `0` (one per CPU), `-N` (CPUs minus N).", "int or 'max'", ("instance_count",)),
+    Key("exec_mode", p_exec_mode, "fork", "`fork` or `cluster` (also PM2's `fork_mode`, `cluster_mode`). In cluster mode instances share the app's listening sockets.", "string", ("execMode", "mode")),
+    Key("instance_var", p_str, "NODE_APP_INSTANCE", "Environment variable holding the instance number (Corral also always sets `CORRAL_INSTANCE`).", "string"),
+    Key("increment_var", p_opt_str, None, "Environment variable incremented for each instance (e.g. `PORT`: 3000, 3001, ...).", "string"),
+    Key("namespace", p_str, "default", "Namespace: commands accept it in place of names.", "string"),
+    Key("autorestart", p_bool, True, "Restart the app when it exits on its own.", "bool", ("auto_restart",)),
+    Key("autostart", p_bool, True, "Start the app when its ecosystem file is started; `false` only registers it.", "bool"),
+    Key("max_restarts", p_nonneg_int, 16, "Unstable restarts in a row (each exit within `min_uptime`) before the app is marked `errored`.", "int"),
+    Key("min_uptime", p_duration, 1000, "Uptime below which an exit counts as unstable (`10s`, `2m`, or ms).", "duration"),
+    Key("restart_delay", p_duration, 0, "Delay before restarting a crashed app.", "duration"),
+    Key("exp_backoff_restart_delay", p_opt_duration, None, "Exponential backoff: first delay; multiplied by 1.5 after each crash, capped at 15 s, reset after 30 s of healthy run.", "duration"),
+    Key("stop_exit_codes", p_exit_codes, [], "Exit codes after which the app is not restarted.", "list of int", ("stopExitCodes",)),
+    Key("kill_timeout", p_duration, 1600, "Grace period after `kill_signal` before the whole process group is killed with SIGKILL.", "duration", ("killTimeout",)),
+    Key("kill_signal", p_signal, "SIGINT", "Signal sent to stop the app (PM2's default: SIGINT). Corral's addition to PM2's keys.", "signal"),
+    Key("out_file", p_log_path, "default", "Standard output log file. `/dev/null` or `NULL` switches it off.", "path", ("output", "out_log", "out")),
+    Key("error_file", p_log_path, "default", "Standard error log file. `/dev/null` or `NULL` switches it off.", "path", ("error", "err_file", "err_log", "err")),
+    Key("log_file", p_log_path, None, "Combined log of stdout and stderr (off unless set; `true` = `<home>/logs/<name>.log`).", "path", ("log",)),
+    Key("log_date_format", p_opt_str, None, "Prefix each line with its time, in PM2's moment-style tokens (`YYYY-MM-DD HH:mm:ss Z`).", "string", ("log_date", "logDateFormat")),
+    Key("time", p_bool, False, "Prefix each log line with an ISO-8601 time (same as a default `log_date_format`).", "bool"),
+    Key("merge_logs", p_bool, False, "All instances write the same files (no `-<instance>` suffix).", "bool", ("combine_logs",)),
+    Key("log_type", p_log_type, "text", "`json` writes one JSON record per line with PM2's keys.", "string", ("logType",)),
+    Key("pid_file", p_opt_str, None, "File where each instance's pid is written (`-<instance>` suffix for several).", "path", ("pid", "pid_path")),
+    Key("uid", p_user, None, "Run as this user (name or number). Needs the daemon to run as root.", "user", ("user",)),
+    Key("gid", p_user, None, "Run with this group (name or number). Needs the daemon to run as root.", "group", ("group",)),
+    Key("max_memory_restart", p_opt_size, None, "Restart an instance whose process tree passes this memory (`1G`, `500M`, bytes).", "size", ("max_memory",), LATER_HEALTH),
+    Key("cron_restart", p_cron, None, "Restart on a cron pattern (5 or 6 fields).", "cron", ("cron",), LATER_HEALTH),
+    Key("watch", p_watch, False, "Restart when files change: `true` (the cwd) or a list of paths.", "bool or list", (), LATER_HEALTH),
+    Key("ignore_watch", p_str_list, [], "Paths or globs ignored by `watch`.", "list", ("ignoreWatch",), LATER_HEALTH),
+    Key("watch_delay", p_duration, 1000, "Debounce delay for `watch`.", "duration", ("watchDelay",), LATER_HEALTH),
+    Key("wait_ready", p_bool, False, "An instance is `launching` until it reports ready (sd_notify READY=1).", "bool", ("waitReady",), LATER_CLUSTER),
+    Key("listen_timeout", p_duration, 3000, "With `wait_ready`: time to report ready before the start counts as failed.", "duration", ("listenTimeout",), LATER_CLUSTER),
+    Key("listen", p_listen, [], "Sockets the daemon binds and shares with every instance in cluster mode: `HOST:PORT` or `unix:/path`.", "string or list", (), LATER_CLUSTER),
+    Key("port", p_port, None, "PM2's port: same as `listen = \"0.0.0.0:<port>\"`.", "int", (), LATER_CLUSTER),
+    Key("health", p_any_table, None, "Health probe table (`http`, `tcp` or `exec`, with interval and thresholds).", "table", (), LATER_HEALTH),
+)
+
+KEY_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
+ALIASES: dict[str, str] = {}
+for _k in KEYS:
+    for _alias in _k.aliases:
+        ALIASES[_alias] = _k.name
+
+# Keys PM2 accepts that mean nothing outside Node, accepted and ignored with a notice.
+NODE_ONLY_KEYS: dict[str, str] = {
+    "source_map_support": "Node source maps do not apply",
+    "disable_source_map_support": "Node source maps do not apply",
+    "node_version": "Corral does not switch Node versions",
+    "vizion": "version metadata is not collected",
+    "automation": "PM2 cloud keys do not apply",
+    "pmx": "PM2 cloud keys do not apply",
+    "trace": "PM2 cloud keys do not apply",
+    "disable_trace": "PM2 cloud keys do not apply",
+    "instance_id_env": "use instance_var",
+    "treekill": "Corral always stops the whole process tree",
+    "shutdown_with_message": "Node IPC messages do not apply",
+    "force": "duplicate names are refused instead",
+    "append_env_to_name": "names stay as written",
+    "post_update": "deploy hooks are not run",
+    "deep_monitoring": "PM2 cloud keys do not apply",
+    "filter_env": "the environment is passed as configured",
+    "min_uptime_restart": "use min_uptime",
+    "monitoring": "resource monitoring is always on",
+}

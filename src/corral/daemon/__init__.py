@@ -1,0 +1,1 @@
+"""The Corral daemon (``python -m corral.daemon``)."""

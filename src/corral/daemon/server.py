@@ -1,0 +1,614 @@
+"""The daemon: control socket server and command handlers.
+
+The socket is mode 0600 inside the 0700 home folder, and every connection's
+peer uid is checked (SO_PEERCRED).  A malformed, oversized or unknown request
+gets an error reply; the daemon carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from corral import __version__, commands, protocol
+from corral.config.loader import normalize_app
+from corral.daemon.supervisor import App, Instance, Supervisor, is_secret
+from corral.errors import ConfigError
+from corral.paths import Home
+from corral.statemachine import Status
+
+SUBSCRIBER_QUEUE = 20000  # messages a follower may lag behind before it is dropped
+TAIL_MAX_BYTES = 8 * 1024 * 1024
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class RequestError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+class Daemon:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.loop = asyncio.get_running_loop()
+        self.started = time.time()
+        self.sup = Supervisor(home, self.loop, self.log)
+        self.server: asyncio.AbstractServer | None = None
+        self.stopping = asyncio.Event()
+        self.handlers: dict[str, Handler] = {}
+        for cmd in commands.COMMANDS:
+            if cmd.streaming:
+                continue
+            handler = getattr(self, f"cmd_{cmd.name}", None)
+            if handler is None:
+                raise RuntimeError(f"command {cmd.name} has no handler")
+            self.handlers[cmd.name] = handler
+        self.psutil_cache: dict[int, Any] = {}
+
+    # ------------------------------------------------------------ logging
+
+    def log(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            sys.stdout.write(f"{stamp} {message}\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+
+    # ------------------------------------------------------------ server
+
+    async def serve(self) -> None:
+        path = str(self.home.socket)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        old_umask = os.umask(0o177)
+        try:
+            self.server = await asyncio.start_unix_server(self._on_client, path=path, limit=protocol.MAX_MESSAGE)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        self.log(f"[daemon] corral {__version__} listening on {path} (pid {os.getpid()})")
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        uid = _peer_uid(sock) if sock is not None else None
+        if uid is None or uid != os.getuid():
+            self.log(f"[daemon] refused a connection from uid {uid}")
+            with contextlib.suppress(Exception):
+                writer.write(protocol.encode(protocol.error(None, "forbidden", "peer uid does not match the daemon's")))
+                await writer.drain()
+            writer.close()
+            return
+        try:
+            while not reader.at_eof():
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError as e:
+                    if not e.partial.strip():
+                        break
+                    line = e.partial
+                except asyncio.LimitOverrunError:
+                    writer.write(protocol.encode(protocol.error(None, "too_large", f"request over {protocol.MAX_MESSAGE} bytes")))
+                    await writer.drain()
+                    break
+                if not line.strip():
+                    continue
+                keep_open = await self._handle_line(line, reader, writer)
+                if not keep_open:
+                    break
+        except (ConnectionError, BrokenPipeError):
+            pass
+        except Exception as e:  # never let a connection take the daemon down
+            self.log(f"[daemon] connection error: {e!r}")
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _handle_line(self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        req_id: Any = None
+        try:
+            req_id, cmd_name, raw_args = protocol.parse_request(line)
+            cmd = commands.BY_NAME.get(cmd_name)
+            if cmd is None:
+                raise RequestError("unknown_command", f"unknown command {cmd_name!r}")
+            try:
+                args = commands.check_args(cmd, raw_args)
+            except ValueError as e:
+                raise RequestError("bad_args", str(e))
+            if cmd.streaming:
+                await self.stream(args, req_id, reader, writer)
+                return False
+            result = await self.handlers[cmd_name](args)
+            reply = protocol.ok(req_id, result)
+        except protocol.ProtocolError as e:
+            reply = protocol.error(req_id, e.code, e.message)
+        except RequestError as e:
+            reply = protocol.error(req_id, e.code, e.message)
+        except ConfigError as e:
+            reply = protocol.error(req_id, "bad_config", e.render())
+        except LookupError as e:
+            reply = protocol.error(req_id, "not_found", str(e.args[0]) if e.args else "not found")
+        except Exception as e:
+            self.log(f"[daemon] internal error: {e!r}")
+            reply = protocol.error(req_id, "internal", f"internal error: {e}")
+        writer.write(protocol.encode(reply))
+        await writer.drain()
+        return True
+
+    # ------------------------------------------------------------ views
+
+    def _usage(self, inst: Instance) -> tuple[float | None, int | None]:
+        child = inst.child
+        if child is None:
+            return None, None
+        import psutil
+
+        try:
+            proc = self.psutil_cache.get(child.pid)
+            if proc is None:
+                proc = psutil.Process(child.pid)
+                proc.cpu_percent(None)
+                self.psutil_cache[child.pid] = proc
+                cpu = 0.0
+            else:
+                cpu = proc.cpu_percent(None)
+            mem = proc.memory_info().rss
+            for c in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    mem += c.memory_info().rss
+            return cpu, mem
+        except psutil.Error:
+            return None, None
+
+    def view(self, inst: Instance, *, full: bool = False, show_env: bool = False) -> dict[str, Any]:
+        cfg = inst.app.config
+        st = inst.state
+        cpu, mem = self._usage(inst)
+        uptime = None
+        if inst.child is not None and inst.started_wall is not None and st.status in (Status.ONLINE, Status.LAUNCHING, Status.STOPPING):
+            uptime = time.time() - inst.started_wall
+        user = cfg.get("uid")
+        if user is None:
+            import pwd
+
+            try:
+                user = pwd.getpwuid(os.getuid()).pw_name
+            except KeyError:
+                user = str(os.getuid())
+        v: dict[str, Any] = {
+            "id": inst.id,
+            "name": inst.name,
+            "namespace": cfg["namespace"],
+            "instance": inst.index,
+            "mode": cfg["exec_mode"],
+            "pid": inst.child.pid if inst.child else None,
+            "status": str(st.status),
+            "restarts": st.restarts,
+            "unstable_restarts": st.unstable_restarts,
+            "uptime": uptime,
+            "started_at": inst.started_wall,
+            "created_at": inst.created_at,
+            "cpu": cpu,
+            "memory": mem,
+            "user": str(user),
+            "exit_code": st.exit_code,
+            "exit_signal": st.exit_signal,
+            "reason": st.reason,
+        }
+        if full:
+            v.update(
+                {
+                    "script": cfg["script"],
+                    "interpreter": cfg["interpreter"],
+                    "interpreter_args": cfg["interpreter_args"],
+                    "args": cfg["args"],
+                    "cwd": cfg["cwd"],
+                    "logs": inst.log_paths(),
+                    "pid_file": cfg.get("pid_file"),
+                    "autorestart": cfg["autorestart"],
+                    "max_restarts": cfg["max_restarts"],
+                    "min_uptime": cfg["min_uptime"],
+                    "restart_delay": cfg["restart_delay"],
+                    "exp_backoff_restart_delay": cfg["exp_backoff_restart_delay"],
+                    "kill_timeout": cfg["kill_timeout"],
+                    "kill_signal": cfg["kill_signal"],
+                    "stop_exit_codes": cfg["stop_exit_codes"],
+                    "instances": cfg["instances"],
+                    "log_type": cfg["log_type"],
+                    "log_date_format": cfg["log_date_format"],
+                    "merge_logs": cfg["merge_logs"],
+                    "max_memory_restart": cfg["max_memory_restart"],
+                    "watch": cfg["watch"],
+                    "cron_restart": cfg["cron_restart"],
+                    "log_errors": [f.last_error for f in self.sup.files.all() if f.last_error and f.path in (inst.log_paths().values())],
+                }
+            )
+            env = inst.env or self.sup.build_env(inst)
+            app_keys = set(cfg["env"])
+            if show_env:
+                v["env"] = dict(sorted(env.items()))
+            else:
+                v["env"] = {k: ("<hidden>" if is_secret(k) else env.get(k, "")) for k in sorted(app_keys)}
+                v["env_hidden"] = True
+        return v
+
+    # ------------------------------------------------------------ commands
+
+    async def cmd_ping(self, args: dict[str, Any]) -> Any:
+        return {"version": __version__, "pid": os.getpid(), "uptime": time.time() - self.started, "home": str(self.home.root), "protocol": protocol.VERSION}
+
+    def _validate_apps(self, raw_apps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        apps = []
+        for i, raw in enumerate(raw_apps):
+            name = raw.get("name") if isinstance(raw.get("name"), str) else f"#{i + 1}"
+            for internal in ("env_names", "script", "interpreter"):
+                pass
+            clean = {k: v for k, v in raw.items() if k != "env_names"}
+            try:
+                app, _warnings, _ignored = normalize_app(clean, label="request", resolve=False)
+            except ConfigError as e:
+                raise RequestError("bad_config", e.render())
+            app["env_names"] = raw.get("env_names", [])
+            if not os.path.isabs(app["cwd"]):
+                raise RequestError("bad_config", f"request: app '{name}': key 'cwd' must be absolute")
+            apps.append(app)
+        names = [a["name"] for a in apps]
+        if len(set(names)) != len(names):
+            raise RequestError("bad_config", "request: two apps have the same name")
+        return apps
+
+    async def _await_settled(self, instances: list[Instance], extra: float = 5.0) -> None:
+        if not instances:
+            return
+        timeout = max(i.state.policy.kill_timeout for i in instances) + extra
+
+        def settled() -> bool:
+            return all(i.state.status not in (Status.STOPPING, Status.LAUNCHING) for i in instances)
+
+        await self.sup.wait_for(settled, timeout)
+
+    async def cmd_start(self, args: dict[str, Any]) -> Any:
+        apps = self._validate_apps(args["apps"])
+        client_env = {str(k): str(v) for k, v in (args.get("client_env") or {}).items()}
+        touched: list[Instance] = []
+        for cfg in apps:
+            existing = self.sup.apps.get(cfg["name"])
+            if existing is None:
+                app = self.sup.add_app(cfg, client_env)
+                if cfg["autostart"]:
+                    for inst in app.instances:
+                        self.sup.start(inst)
+                touched.extend(app.instances)
+                continue
+            changed = existing.config != cfg
+            added = self.sup.update_app(existing, cfg, client_env if changed else None)
+            for inst in existing.instances:
+                if inst in added or inst.state.status in (Status.STOPPED, Status.ERRORED, Status.WAITING_RESTART):
+                    self.sup.start(inst)
+                elif changed and inst.state.status is not Status.STOPPING:
+                    self.sup.restart(inst)
+            touched.extend(existing.instances)
+        await self._await_settled(touched)
+        return {"processes": [self.view(i) for i in touched if i.app.instances and i in i.app.instances]}
+
+    async def _apply(self, args: dict[str, Any], action: Callable[[Instance], None]) -> Any:
+        instances = self.sup.select(args["target"])
+        for inst in instances:
+            action(inst)
+        await self._await_settled(instances)
+        return {"processes": [self.view(i) for i in instances]}
+
+    async def cmd_stop(self, args: dict[str, Any]) -> Any:
+        return await self._apply(args, self.sup.stop)
+
+    async def cmd_restart(self, args: dict[str, Any]) -> Any:
+        instances = self.sup.select(args["target"])
+        if args.get("update_env"):
+            client_env = {str(k): str(v) for k, v in (args.get("client_env") or {}).items()}
+            for app in {id(i.app): i.app for i in instances}.values():
+                app.base_env = client_env
+        for inst in instances:
+            self.sup.restart(inst)
+        await self._await_settled(instances)
+        return {"processes": [self.view(i) for i in instances]}
+
+    async def cmd_delete(self, args: dict[str, Any]) -> Any:
+        instances = self.sup.select(args["target"])
+        views = [self.view(i) for i in instances]
+        for inst in instances:
+            self.sup.delete(inst)
+
+        def gone() -> bool:
+            return all(i not in i.app.instances for i in instances)
+
+        timeout = max((i.state.policy.kill_timeout for i in instances), default=0) + 5
+        await self.sup.wait_for(gone, timeout)
+        for v in views:
+            v["status"] = "deleted"
+        return {"processes": views}
+
+    async def cmd_reset(self, args: dict[str, Any]) -> Any:
+        from dataclasses import replace
+
+        instances = self.sup.select(args["target"])
+        for inst in instances:
+            inst.state = replace(inst.state, restarts=0, unstable_restarts=0)
+        return {"processes": [self.view(i) for i in instances]}
+
+    async def cmd_signal(self, args: dict[str, Any]) -> Any:
+        from corral.config.keys import p_signal
+
+        try:
+            sig = p_signal(args["signal"])
+        except ValueError as e:
+            raise RequestError("bad_args", f"field 'args.signal': {e}")
+        instances = self.sup.select(args["target"])
+        for inst in instances:
+            if inst.child is not None:
+                from corral import osproc
+
+                osproc.signal_group(inst.child.pgid, sig)
+        return {"processes": [self.view(i) for i in instances], "signal": sig}
+
+    async def cmd_list(self, args: dict[str, Any]) -> Any:
+        return [self.view(i) for i in sorted(self.sup.instances(), key=lambda i: i.id)]
+
+    async def cmd_describe(self, args: dict[str, Any]) -> Any:
+        return [self.view(i, full=True, show_env=bool(args.get("show_env"))) for i in self.sup.select(args["target"])]
+
+    async def cmd_env(self, args: dict[str, Any]) -> Any:
+        instances = self.sup.select([str(args["id"])])
+        inst = instances[0]
+        return dict(sorted((inst.env or self.sup.build_env(inst)).items()))
+
+    async def cmd_flush(self, args: dict[str, Any]) -> Any:
+        instances = self.sup.select(args["target"])
+        paths: set[str] = set()
+        for inst in instances:
+            paths.update(p for p in inst.log_paths().values() if p)
+        flushed = []
+        for path in sorted(paths):
+            try:
+                with open(path, "r+b") as f:
+                    f.truncate(0)
+                flushed.append(path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise RequestError("failed", f"cannot empty {path}: {e.strerror}")
+        return {"files": flushed}
+
+    async def cmd_reload_logs(self, args: dict[str, Any]) -> Any:
+        n = self.sup.files.reopen_all()
+        self.log(f"[daemon] reopened {n} log files")
+        return {"reopened": n}
+
+    def _dump(self) -> list[dict[str, Any]]:
+        out = []
+        for app in self.sup.apps.values():
+            running = any(i.state.status in (Status.ONLINE, Status.LAUNCHING, Status.WAITING_RESTART) for i in app.instances)
+            out.append({"config": app.config, "base_env": app.base_env, "running": running})
+        return out
+
+    async def cmd_save(self, args: dict[str, Any]) -> Any:
+        entries = self._dump()
+        if not entries and not args.get("force"):
+            raise RequestError("empty", "no apps to save (use --force to save an empty list)")
+        path = self.home.dump_file
+        tmp = path.with_suffix(".tmp")
+        data = json.dumps({"version": 1, "saved_at": time.time(), "apps": entries}, indent=1).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if path.exists():
+            os.replace(path, path.with_suffix(".json.bak"))
+        os.replace(tmp, path)
+        return {"path": str(path), "count": len(entries)}
+
+    def _read_dump(self) -> tuple[list[dict[str, Any]], str]:
+        errors = []
+        for candidate in (self.home.dump_file, self.home.dump_file.with_suffix(".json.bak")):
+            try:
+                data = json.loads(candidate.read_bytes())
+                apps = data["apps"]
+                if not isinstance(apps, list) or not all(isinstance(a, dict) and isinstance(a.get("config"), dict) for a in apps):
+                    raise ValueError("bad shape")
+                return apps, str(candidate)
+            except FileNotFoundError:
+                errors.append(f"{candidate}: missing")
+            except (ValueError, KeyError, TypeError) as e:
+                errors.append(f"{candidate}: corrupt ({e})")
+                self.log(f"[daemon] dump {candidate} is corrupt: {e}")
+        raise RequestError("no_dump", "nothing to resurrect: " + "; ".join(errors))
+
+    async def cmd_resurrect(self, args: dict[str, Any]) -> Any:
+        entries, source = self._read_dump()
+        started: list[Instance] = []
+        for entry in entries:
+            cfg = self._validate_apps([entry["config"]])[0]
+            if cfg["name"] in self.sup.apps:
+                continue
+            base_env = {str(k): str(v) for k, v in (entry.get("base_env") or args.get("client_env") or {}).items()}
+            app: App = self.sup.add_app(cfg, base_env)
+            if entry.get("running", True):
+                for inst in app.instances:
+                    self.sup.start(inst)
+                started.extend(app.instances)
+        await self._await_settled(started)
+        return {"processes": [self.view(i) for i in started], "source": source}
+
+    async def stop_all(self) -> int:
+        instances = self.sup.instances()
+        for inst in instances:
+            self.sup.stop(inst)
+        await self._await_settled(instances)
+        return len(instances)
+
+    async def cmd_kill(self, args: dict[str, Any]) -> Any:
+        n = await self.stop_all()
+        self.loop.call_later(0.05, self.stopping.set)
+        return {"stopped": n}
+
+    # ------------------------------------------------------------ streaming
+
+    async def stream(self, args: dict[str, Any], req_id: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        targets = args["target"]
+        instances = self.sup.select(targets)
+        ids = {i.id for i in instances}
+        names = {i.name for i in instances}
+        whole = "all" in targets
+        streams = set(args["streams"])
+        queue: deque[bytes] = deque()
+        wake = asyncio.Event()
+        dropped = False
+
+        def push(msg: dict[str, Any]) -> None:
+            nonlocal dropped
+            if dropped:
+                return
+            if len(queue) >= SUBSCRIBER_QUEUE:
+                dropped = True
+                queue.clear()
+                queue.append(protocol.encode({"v": protocol.VERSION, "stream": "notice", "message": "follower too slow: dropped"}))
+            else:
+                queue.append(protocol.encode(msg))
+            wake.set()
+
+        def wanted(inst: Instance) -> bool:
+            return whole or inst.id in ids or inst.name in names
+
+        def on_lines(inst: Instance, stream: str, lines: list[bytes], ts: float) -> None:
+            if stream not in streams or not wanted(inst):
+                return
+            for line in lines:
+                push({"v": 1, "stream": "log", "time": ts, "name": inst.name, "id": inst.id, "type": stream, "message": line.decode("utf-8", "replace")})
+
+        def on_event(ev: dict[str, Any]) -> None:
+            if ev.get("id") is None or whole or ev.get("id") in ids or ev.get("name") in names:
+                push({"v": 1, **ev})
+
+        writer.write(protocol.encode(protocol.ok(req_id, {"subscribed": sorted(ids), "names": sorted(names)})))
+        # Tail first, then register, in the same loop turn: no line lost or doubled.
+        if args["lines"] > 0 and args["logs"]:
+            for msg in self._tail(instances, streams, args["lines"]):
+                writer.write(protocol.encode(msg))
+        if not args["follow"]:
+            writer.write(protocol.encode({"v": 1, "stream": "end"}))
+            await writer.drain()
+            return
+        if args["logs"]:
+            self.sup.log_listeners.append(on_lines)
+        if args["events"]:
+            self.sup.event_listeners.append(on_event)
+        closed = self.loop.create_task(reader.read())
+        try:
+            await writer.drain()
+            while not closed.done() and not self.stopping.is_set():
+                wake.clear()
+                while queue:
+                    batch = []
+                    while queue and len(batch) < 512:
+                        batch.append(queue.popleft())
+                    writer.write(b"".join(batch))
+                    await writer.drain()
+                if dropped:
+                    break
+                waiter = self.loop.create_task(wake.wait())
+                await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED, timeout=1.0)
+                waiter.cancel()
+        finally:
+            closed.cancel()
+            if on_lines in self.sup.log_listeners:
+                self.sup.log_listeners.remove(on_lines)
+            if on_event in self.sup.event_listeners:
+                self.sup.event_listeners.remove(on_event)
+
+    def _tail(self, instances: list[Instance], streams: set[str], n: int) -> list[dict[str, Any]]:
+        seen: set[str] = set()
+        out: list[dict[str, Any]] = []
+        for inst in instances:
+            paths = inst.log_paths()
+            for stream, key in (("out", "out_file"), ("err", "error_file")):
+                path = paths[key]
+                if stream not in streams or not path or path in seen:
+                    continue
+                seen.add(path)
+                for line in _tail_file(path, n):
+                    out.append({"v": 1, "stream": "log", "tail": True, "name": inst.name, "id": inst.id, "type": stream, "message": line, "path": path})
+        return out
+
+
+def _tail_file(path: str, n: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            block = 65536
+            data = b""
+            pos = size
+            while pos > 0 and data.count(b"\n") <= n and size - pos < TAIL_MAX_BYTES:
+                step = min(block, pos)
+                pos -= step
+                f.seek(pos)
+                data = f.read(step) + data
+    except OSError:
+        return []
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [ln.decode("utf-8", "replace") for ln in lines[-n:]]
+
+
+async def run(home: Home) -> int:
+    daemon = Daemon(home)
+    loop = daemon.loop
+    from corral import osproc
+
+    osproc.set_child_subreaper()
+    loop.add_signal_handler(signal.SIGCHLD, daemon.sup.reap_children)
+    loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(daemon.cmd_reload_logs({})))
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(daemon.cmd_reload_logs({})))
+
+    async def graceful() -> None:
+        daemon.log("[daemon] signal received: stopping every app")
+        await daemon.stop_all()
+        daemon.stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: loop.create_task(graceful()))
+    await daemon.serve()
+    home.pid_file.write_text(f"{os.getpid()}\n")
+    await daemon.stopping.wait()
+    if daemon.server is not None:
+        daemon.server.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(home.socket)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(home.pid_file)
+    daemon.log("[daemon] exited")
+    return 0

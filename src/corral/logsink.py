@@ -1,0 +1,245 @@
+"""Log capture: whole-line framing, line formatting (plain, dated, JSON) and log files.
+
+Lines are framed from the bytes read off an app's pipes; the timestamp
+prefix or the JSON record is made per line, never per read chunk; a
+partial last line is written when the app exits.  Writes go straight to
+files opened with O_APPEND, so several instances (merge_logs) and the
+combined log can share a file without tearing lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_LINE = 1024 * 1024  # a longer line is cut into pieces of this size
+
+
+class LineFramer:
+    """Turns a stream of byte chunks into whole lines (without their newline)."""
+
+    __slots__ = ("_partial",)
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if not chunk:
+            return []
+        data = self._partial + chunk if self._partial else chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) >= MAX_LINE:
+            lines.append(self._partial)
+            self._partial = b""
+        return lines
+
+    def flush(self) -> list[bytes]:
+        """The partial last line, if any (when the stream ends)."""
+        if self._partial:
+            line, self._partial = self._partial, b""
+            return [line]
+        return []
+
+
+# ---------------------------------------------------------------- date formats
+
+# PM2 uses moment.js tokens; longest first so YYYY wins over YY.
+_MOMENT_TOKENS = [
+    ("YYYY", "%Y"),
+    ("YY", "%y"),
+    ("MMMM", "%B"),
+    ("MMM", "%b"),
+    ("MM", "%m"),
+    ("DD", "%d"),
+    ("Do", "%d"),
+    ("dddd", "%A"),
+    ("ddd", "%a"),
+    ("HH", "%H"),
+    ("hh", "%I"),
+    ("mm", "%M"),
+    ("ss", "%S"),
+    ("SSS", "{ms}"),
+    ("ZZ", "%z"),
+    ("Z", "{tz}"),
+    ("A", "%p"),
+    ("a", "{ampm}"),
+    ("X", "{unix}"),
+    ("x", "{unixms}"),
+]
+_TOKEN_RE = re.compile(r"\[[^\]]*\]|" + "|".join(re.escape(t) for t, _ in _MOMENT_TOKENS))
+_TOKEN_MAP = dict(_MOMENT_TOKENS)
+
+
+def compile_date_format(fmt: str) -> Callable[[float], str]:
+    """Compile a moment.js format (``YYYY-MM-DD HH:mm:ss Z``) to a formatter of epoch seconds."""
+    parts: list[str] = []
+    pos = 0
+    for m in _TOKEN_RE.finditer(fmt):
+        parts.append(fmt[pos : m.start()].replace("%", "%%"))
+        tok = m.group(0)
+        if tok.startswith("["):
+            parts.append(tok[1:-1].replace("%", "%%"))
+        else:
+            parts.append(_TOKEN_MAP[tok])
+        pos = m.end()
+    parts.append(fmt[pos:].replace("%", "%%"))
+    template = "".join(parts)
+    needs_extra = "{" in template
+
+    def fmt_time(ts: float) -> str:
+        lt = time.localtime(ts)
+        out = time.strftime(template, lt)
+        if needs_extra:
+            off = lt.tm_gmtoff or 0
+            sign = "+" if off >= 0 else "-"
+            off = abs(off)
+            out = out.replace("{ms}", f"{int(ts * 1000) % 1000:03d}")
+            out = out.replace("{tz}", f"{sign}{off // 3600:02d}:{(off % 3600) // 60:02d}")
+            out = out.replace("{ampm}", time.strftime("%p", lt).lower())
+            out = out.replace("{unixms}", str(int(ts * 1000)))
+            out = out.replace("{unix}", str(int(ts)))
+        return out
+
+    return fmt_time
+
+
+def iso_time(ts: float) -> str:
+    lt = time.localtime(ts)
+    off = lt.tm_gmtoff or 0
+    sign = "+" if off >= 0 else "-"
+    off = abs(off)
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", lt)
+        + f".{int(ts * 1000) % 1000:03d}{sign}{off // 3600:02d}:{(off % 3600) // 60:02d}"
+    )
+
+
+# ---------------------------------------------------------------- formatting
+
+
+@dataclass(frozen=True)
+class LineFormat:
+    kind: str  # "text" or "json"
+    app_name: str
+    process_id: int
+    date_format: str | None = None
+
+
+class LineFormatter:
+    """Formats a batch of lines read together (they share a timestamp)."""
+
+    def __init__(self, spec: LineFormat) -> None:
+        self.spec = spec
+        self._date = compile_date_format(spec.date_format) if spec.date_format else None
+        self._last_ts = -1.0
+        self._last_stamp = ""
+
+    def _stamp(self, ts: float) -> str:
+        if ts != self._last_ts:
+            self._last_ts = ts
+            if self._date is not None:
+                self._last_stamp = self._date(ts)
+            else:
+                self._last_stamp = iso_time(ts)
+        return self._last_stamp
+
+    def format(self, lines: list[bytes], stream: str, ts: float) -> bytes:
+        """Render lines (without newlines) to bytes ready to append to a file."""
+        if self.spec.kind == "json":
+            stamp = self._stamp(ts)
+            head = f'{{"timestamp":{json.dumps(stamp)},"app_name":{json.dumps(self.spec.app_name)},"process_id":{self.spec.process_id},"type":"{stream}","message":'
+            out = []
+            for line in lines:
+                msg = json.dumps(line.decode("utf-8", "replace"), ensure_ascii=False)
+                out.append(f"{head}{msg}}}\n")
+            return "".join(out).encode("utf-8")
+        if self._date is not None:
+            prefix = (self._stamp(ts) + ": ").encode()
+            return b"".join(prefix + line + b"\n" for line in lines)
+        return b"\n".join(lines) + b"\n"
+
+
+# ---------------------------------------------------------------- files
+
+
+class LogFile:
+    """An append-only log file shared by every writer that names the same path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+        self.refs = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.lines_dropped = 0
+        self.open()
+
+    def open(self) -> None:
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def reopen(self) -> None:
+        old = self.fd
+        try:
+            self.open()
+        finally:
+            if old >= 0 and old != self.fd:
+                os.close(old)
+
+    def write(self, data: bytes, line_count: int) -> None:
+        if self.fd < 0:
+            self.lines_dropped += line_count
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+        except OSError as e:
+            self.errors += 1
+            self.last_error = f"{self.path}: {e.strerror}"
+            self.lines_dropped += line_count
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class LogFiles:
+    """Registry of open log files by path, reference counted (merge_logs shares them)."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, LogFile] = {}
+
+    def acquire(self, path: str) -> LogFile:
+        f = self._files.get(path)
+        if f is None:
+            f = LogFile(path)
+            self._files[path] = f
+        f.refs += 1
+        return f
+
+    def release(self, f: LogFile) -> None:
+        f.refs -= 1
+        if f.refs <= 0:
+            f.close()
+            self._files.pop(f.path, None)
+
+    def reopen_all(self) -> int:
+        n = 0
+        for f in list(self._files.values()):
+            try:
+                f.reopen()
+                n += 1
+            except OSError as e:
+                f.last_error = f"{f.path}: {e.strerror}"
+        return n
+
+    def all(self) -> list[LogFile]:
+        return list(self._files.values())

@@ -1,0 +1,369 @@
+"""The process state machine: pure code, no asyncio, no OS calls.
+
+``step(state, event, now) -> (state, effects)`` decides; the runtime
+(``corral.daemon.supervisor``) performs the effects (spawn, signal, timers)
+and feeds what happens back in as events.  Keeping the two apart makes the
+restart policy testable with a fake clock, table-driven.
+
+States are PM2's: launching, online, stopping, stopped, errored, waiting restart.
+
+Restart policy, as PM2 defines it:
+
+* an exit the user did not ask for restarts the instance unless
+  ``autorestart`` is off or the exit code is in ``stop_exit_codes``;
+* an exit within ``min_uptime`` of the start (judged from the time the
+  exit was *observed*) is unstable; after ``max_restarts`` unstable
+  restarts in a row, the next unstable exit marks the instance ``errored``;
+  a stable run resets the count;
+* the restart waits ``restart_delay``, or with ``exp_backoff_restart_delay``
+  a delay that starts there, grows by 1.5x per crash, is capped at
+  ``BACKOFF_CAP`` and is reset after a run of ``BACKOFF_RESET`` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+BACKOFF_FACTOR = 1.5
+BACKOFF_CAP = 15.0  # seconds, as PM2
+BACKOFF_RESET = 30.0  # seconds of healthy run that reset the backoff, as PM2
+
+
+class Status(str, Enum):
+    LAUNCHING = "launching"
+    ONLINE = "online"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    ERRORED = "errored"
+    WAITING_RESTART = "waiting restart"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class After(str, Enum):
+    """What to do once a requested stop has completed."""
+
+    NOTHING = "nothing"
+    RESTART = "restart"
+    DELETE = "delete"
+    FAILED_START = "failed start"  # the start timed out: apply the crash policy
+
+
+@dataclass(frozen=True)
+class Policy:
+    autorestart: bool = True
+    max_restarts: int = 16
+    min_uptime: float = 1.0
+    restart_delay: float = 0.0
+    exp_backoff: float | None = None
+    stop_exit_codes: frozenset[int] = frozenset()
+    kill_timeout: float = 1.6
+    kill_signal: str = "SIGINT"
+    wait_ready: bool = False
+    listen_timeout: float = 3.0
+
+
+@dataclass(frozen=True)
+class ProcState:
+    policy: Policy = field(default_factory=Policy)
+    status: Status = Status.STOPPED
+    pid: int | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    unstable_restarts: int = 0
+    backoff: float = 0.0
+    after_stop: After = After.NOTHING
+    timer: int = 0  # token of the armed timer; a Timeout with another token is stale
+    exit_code: int | None = None
+    exit_signal: str | None = None
+    reason: str = ""
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Start:
+    """Start a stopped or errored instance (also: start now, while waiting to restart)."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+@dataclass(frozen=True)
+class Restart:
+    reason: str = "restart requested"
+
+
+@dataclass(frozen=True)
+class Delete:
+    pass
+
+
+@dataclass(frozen=True)
+class Spawned:
+    pid: int
+
+
+@dataclass(frozen=True)
+class SpawnFailed:
+    error: str
+
+
+@dataclass(frozen=True)
+class Ready:
+    pass
+
+
+@dataclass(frozen=True)
+class Exited:
+    code: int | None
+    signal: str | None = None
+
+
+@dataclass(frozen=True)
+class Timeout:
+    token: int
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    policy: Policy
+
+
+Event = Start | Stop | Restart | Delete | Spawned | SpawnFailed | Ready | Exited | Timeout | UpdatePolicy
+
+# ---------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True)
+class Spawn:
+    pass
+
+
+@dataclass(frozen=True)
+class Signal:
+    signal: str
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    token: int
+    delay: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    pass
+
+
+@dataclass(frozen=True)
+class Remove:
+    """The instance is stopped and deleted: forget it."""
+
+
+@dataclass(frozen=True)
+class Announce:
+    """A process event for the event stream and the daemon log."""
+
+    kind: str
+    message: str
+
+
+Effect = Spawn | Signal | StartTimer | CancelTimer | Remove | Announce
+
+Result = tuple[ProcState, list[Effect]]
+
+RUNNING = (Status.LAUNCHING, Status.ONLINE)
+
+
+def _arm(state: ProcState, delay: float, **changes: object) -> Result:
+    token = state.timer + 1
+    new = replace(state, timer=token, **changes)  # type: ignore[arg-type]
+    return new, [StartTimer(token, delay)]
+
+
+def _launch(state: ProcState, now: float, *, count_restart: bool, reason: str) -> Result:
+    new = replace(
+        state,
+        status=Status.LAUNCHING,
+        pid=None,
+        started_at=None,
+        restarts=state.restarts + (1 if count_restart else 0),
+        after_stop=After.NOTHING,
+        timer=state.timer + 1,  # any armed timer is now stale
+        reason=reason,
+    )
+    return new, [CancelTimer(), Spawn()]
+
+
+def _begin_stop(state: ProcState, after: After, reason: str) -> Result:
+    new, effects = _arm(
+        state,
+        state.policy.kill_timeout,
+        status=Status.STOPPING,
+        after_stop=after,
+        reason=reason,
+    )
+    return new, [Signal(state.policy.kill_signal), *effects]
+
+
+def _describe_exit(code: int | None, sig: str | None) -> str:
+    if sig:
+        return f"killed by {sig}"
+    return f"exited with code {code}"
+
+
+def _on_crash(state: ProcState, now: float, code: int | None, sig: str | None, *, failed_start: bool = False) -> Result:
+    """The instance ended without being asked to: apply the restart policy."""
+    p = state.policy
+    how = "failed to become ready" if failed_start else _describe_exit(code, sig)
+    uptime = now - state.started_at if state.started_at is not None else 0.0
+    base = replace(state, pid=None, exit_code=code, exit_signal=sig)
+    if not p.autorestart:
+        new = replace(base, status=Status.STOPPED, timer=state.timer + 1, reason=f"{how}; autorestart is off")
+        return new, [CancelTimer(), Announce("exit", new.reason)]
+    if sig is None and code is not None and code in p.stop_exit_codes and not failed_start:
+        new = replace(base, status=Status.STOPPED, timer=state.timer + 1, reason=f"{how} (a stop exit code)")
+        return new, [CancelTimer(), Announce("exit", new.reason)]
+    unstable = failed_start or uptime < p.min_uptime
+    if unstable and state.unstable_restarts >= p.max_restarts:
+        new = replace(
+            base,
+            status=Status.ERRORED,
+            timer=state.timer + 1,
+            reason=f"{how}; {state.unstable_restarts} unstable restarts (each under min_uptime), giving up",
+        )
+        return new, [CancelTimer(), Announce("errored", new.reason)]
+    unstable_restarts = state.unstable_restarts + 1 if unstable else 0
+    if p.exp_backoff is not None:
+        if state.backoff == 0.0 or uptime >= BACKOFF_RESET:
+            backoff = p.exp_backoff
+        else:
+            backoff = min(state.backoff * BACKOFF_FACTOR, BACKOFF_CAP)
+        delay = backoff
+    else:
+        backoff = 0.0
+        delay = p.restart_delay
+    base = replace(base, unstable_restarts=unstable_restarts, backoff=backoff)
+    if delay > 0:
+        new, effects = _arm(base, delay, status=Status.WAITING_RESTART, reason=f"{how}; restarting in {delay:g}s")
+        return new, [Announce("exit", new.reason), *effects]
+    new, effects = _launch(base, now, count_restart=True, reason=f"{how}; restarted")
+    return new, [Announce("exit", f"{how}; restarting"), *effects]
+
+
+def step(state: ProcState, event: Event, now: float) -> Result:
+    """Decide what an event means for one instance; return the new state and the effects."""
+    s = state.status
+
+    if isinstance(event, UpdatePolicy):
+        return replace(state, policy=event.policy), []
+
+    if isinstance(event, Start):
+        if s in (Status.STOPPED, Status.ERRORED):
+            fresh = replace(state, unstable_restarts=0, backoff=0.0)
+            return _launch(fresh, now, count_restart=False, reason="started")
+        if s is Status.WAITING_RESTART:
+            return _launch(state, now, count_restart=True, reason="started")
+        if s is Status.STOPPING:
+            return replace(state, after_stop=After.RESTART), []
+        return state, []
+
+    if isinstance(event, Stop):
+        if s in RUNNING:
+            return _begin_stop(state, After.NOTHING, "stop requested")
+        if s is Status.WAITING_RESTART:
+            return replace(state, status=Status.STOPPED, timer=state.timer + 1, reason="stop requested"), [CancelTimer()]
+        if s is Status.STOPPING:
+            return replace(state, after_stop=After.NOTHING if state.after_stop is not After.DELETE else After.DELETE), []
+        return state, []
+
+    if isinstance(event, Restart):
+        if s in RUNNING:
+            return _begin_stop(state, After.RESTART, event.reason)
+        if s is Status.STOPPING:
+            if state.after_stop is After.DELETE:
+                return state, []
+            return replace(state, after_stop=After.RESTART), []
+        fresh = replace(state, unstable_restarts=0, backoff=0.0)
+        return _launch(fresh, now, count_restart=True, reason=event.reason)
+
+    if isinstance(event, Delete):
+        if s in RUNNING:
+            return _begin_stop(state, After.DELETE, "delete requested")
+        if s is Status.STOPPING:
+            return replace(state, after_stop=After.DELETE), []
+        return replace(state, status=Status.STOPPED, timer=state.timer + 1), [CancelTimer(), Remove()]
+
+    if isinstance(event, Spawned):
+        if s is not Status.LAUNCHING:
+            # Spawned while not expecting it (e.g. stop raced the spawn): stop it.
+            return replace(state, pid=event.pid, started_at=now), [Signal(state.policy.kill_signal)]
+        started = replace(state, pid=event.pid, started_at=now, exit_code=None, exit_signal=None)
+        if state.policy.wait_ready:
+            new, effects = _arm(started, state.policy.listen_timeout)
+            return new, [Announce("spawned", f"pid {event.pid}, waiting for READY"), *effects]
+        new = replace(started, status=Status.ONLINE)
+        return new, [Announce("online", f"pid {event.pid}")]
+
+    if isinstance(event, SpawnFailed):
+        if s is not Status.LAUNCHING:
+            return state, []
+        failed = replace(state, started_at=now)
+        new, effects = _on_crash(failed, now, 127, None)
+        return replace(new, reason=f"could not start: {event.error}"), [
+            Announce("spawn-failed", event.error),
+            *effects,
+        ]
+
+    if isinstance(event, Ready):
+        if s is Status.LAUNCHING and state.pid is not None:
+            new = replace(state, status=Status.ONLINE, timer=state.timer + 1, reason="ready")
+            return new, [CancelTimer(), Announce("online", f"pid {state.pid} ready")]
+        return state, []
+
+    if isinstance(event, Exited):
+        if s is Status.STOPPING:
+            after = state.after_stop
+            stopped = replace(
+                state,
+                status=Status.STOPPED,
+                pid=None,
+                exit_code=event.code,
+                exit_signal=event.signal,
+                after_stop=After.NOTHING,
+                timer=state.timer + 1,
+            )
+            if after is After.RESTART:
+                fresh = replace(stopped, unstable_restarts=0, backoff=0.0)
+                return _launch(fresh, now, count_restart=True, reason=state.reason or "restarted")
+            if after is After.DELETE:
+                return stopped, [CancelTimer(), Announce("stopped", "deleted"), Remove()]
+            if after is After.FAILED_START:
+                return _on_crash(state, now, event.code, event.signal, failed_start=True)
+            return replace(stopped, reason="stopped"), [CancelTimer(), Announce("stopped", _describe_exit(event.code, event.signal))]
+        if s in RUNNING:
+            return _on_crash(state, now, event.code, event.signal)
+        return state, []
+
+    if isinstance(event, Timeout):
+        if event.token != state.timer:
+            return state, []  # stale timer
+        if s is Status.STOPPING:
+            # Grace period is over: kill the whole group; wait for the exit.
+            return replace(state, reason=f"{state.reason}; killed after kill_timeout"), [
+                Signal("SIGKILL"),
+                Announce("kill", f"no exit within {state.policy.kill_timeout:g}s, sent SIGKILL"),
+            ]
+        if s is Status.WAITING_RESTART:
+            return _launch(state, now, count_restart=True, reason=state.reason)
+        if s is Status.LAUNCHING and state.policy.wait_ready and state.pid is not None:
+            return _begin_stop(state, After.FAILED_START, f"not ready within {state.policy.listen_timeout:g}s")
+        return state, []
+
+    raise TypeError(f"unknown event {event!r}")
