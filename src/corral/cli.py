@@ -128,6 +128,8 @@ def cmd_start(ns: argparse.Namespace) -> int:
     elif looks_like_config(target) and not path.exists() and not ns.name:
         raise ConfigError("file not found", file=str(path.absolute()))
     else:
+        if not path.exists() and (os.sep in target or os.path.splitext(target)[1]):
+            raise ConfigError(f"script {target!r} not found (in {Path.cwd()})", key="script")
         if not path.exists() and os.sep not in target:
             import shutil
 
