@@ -23,14 +23,14 @@ Restart policy, as PM2 defines it:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 
 BACKOFF_FACTOR = 1.5
 BACKOFF_CAP = 15.0  # seconds, as PM2
 BACKOFF_RESET = 30.0  # seconds of healthy run that reset the backoff, as PM2
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     LAUNCHING = "launching"
     ONLINE = "online"
     STOPPING = "stopping"
@@ -42,7 +42,7 @@ class Status(str, Enum):
         return self.value
 
 
-class After(str, Enum):
+class After(StrEnum):
     """What to do once a requested stop has completed."""
 
     NOTHING = "nothing"
@@ -223,7 +223,7 @@ def _on_crash(state: ProcState, now: float, code: int | None, sig: str | None, *
     p = state.policy
     how = "failed to become ready" if failed_start else _describe_exit(code, sig)
     uptime = now - state.started_at if state.started_at is not None else 0.0
-    base = replace(state, pid=None, exit_code=code, exit_signal=sig)
+    base = replace(state, pid=None, exit_code=code, exit_signal=sig, after_stop=After.NOTHING)
     if not p.autorestart:
         new = replace(base, status=Status.STOPPED, timer=state.timer + 1, reason=f"{how}; autorestart is off")
         return new, [CancelTimer(), Announce("exit", new.reason)]
@@ -257,6 +257,28 @@ def _on_crash(state: ProcState, now: float, code: int | None, sig: str | None, *
     return new, [Announce("exit", f"{how}; restarting"), *effects]
 
 
+def _finish_stop(state: ProcState, now: float, code: int | None, sig: str | None, how: str) -> Result:
+    """The process of a requested stop is gone: do what was asked after it."""
+    after = state.after_stop
+    stopped = replace(
+        state,
+        status=Status.STOPPED,
+        pid=None,
+        exit_code=code,
+        exit_signal=sig,
+        after_stop=After.NOTHING,
+        timer=state.timer + 1,
+    )
+    if after is After.RESTART:
+        fresh = replace(stopped, unstable_restarts=0, backoff=0.0)
+        return _launch(fresh, now, count_restart=True, reason=state.reason or "restarted")
+    if after is After.DELETE:
+        return stopped, [CancelTimer(), Announce("stopped", "deleted"), Remove()]
+    if after is After.FAILED_START:
+        return _on_crash(state, now, code, sig, failed_start=True)
+    return replace(stopped, reason="stopped"), [CancelTimer(), Announce("stopped", how)]
+
+
 def step(state: ProcState, event: Event, now: float) -> Result:
     """Decide what an event means for one instance; return the new state and the effects."""
     s = state.status
@@ -271,6 +293,8 @@ def step(state: ProcState, event: Event, now: float) -> Result:
         if s is Status.WAITING_RESTART:
             return _launch(state, now, count_restart=True, reason="started")
         if s is Status.STOPPING:
+            if state.after_stop is After.DELETE:
+                return state, []
             return replace(state, after_stop=After.RESTART), []
         return state, []
 
@@ -301,8 +325,15 @@ def step(state: ProcState, event: Event, now: float) -> Result:
         return replace(state, status=Status.STOPPED, timer=state.timer + 1), [CancelTimer(), Remove()]
 
     if isinstance(event, Spawned):
+        if s is Status.STOPPING:
+            # The stop raced the spawn: signal the late process and (re)arm the kill
+            # timer for it, since the one armed at the stop may already have fired
+            # (its SIGKILL then reached nothing).
+            late = replace(state, pid=event.pid, started_at=now)
+            new, effects = _arm(late, state.policy.kill_timeout)
+            return new, [Signal(state.policy.kill_signal), *effects]
         if s is not Status.LAUNCHING:
-            # Spawned while not expecting it (e.g. stop raced the spawn): stop it.
+            # Spawned while not expecting it: stop it.
             return replace(state, pid=event.pid, started_at=now), [Signal(state.policy.kill_signal)]
         started = replace(state, pid=event.pid, started_at=now, exit_code=None, exit_signal=None)
         if state.policy.wait_ready:
@@ -312,6 +343,10 @@ def step(state: ProcState, event: Event, now: float) -> Result:
         return new, [Announce("online", f"pid {event.pid}")]
 
     if isinstance(event, SpawnFailed):
+        if s is Status.STOPPING and state.pid is None:
+            # The stop raced a spawn that failed: no process will ever exit, so
+            # the stop is complete now (otherwise it would hang in stopping).
+            return _finish_stop(state, now, None, None, f"could not start: {event.error}")
         if s is not Status.LAUNCHING:
             return state, []
         failed = replace(state, started_at=now)
@@ -329,24 +364,7 @@ def step(state: ProcState, event: Event, now: float) -> Result:
 
     if isinstance(event, Exited):
         if s is Status.STOPPING:
-            after = state.after_stop
-            stopped = replace(
-                state,
-                status=Status.STOPPED,
-                pid=None,
-                exit_code=event.code,
-                exit_signal=event.signal,
-                after_stop=After.NOTHING,
-                timer=state.timer + 1,
-            )
-            if after is After.RESTART:
-                fresh = replace(stopped, unstable_restarts=0, backoff=0.0)
-                return _launch(fresh, now, count_restart=True, reason=state.reason or "restarted")
-            if after is After.DELETE:
-                return stopped, [CancelTimer(), Announce("stopped", "deleted"), Remove()]
-            if after is After.FAILED_START:
-                return _on_crash(state, now, event.code, event.signal, failed_start=True)
-            return replace(stopped, reason="stopped"), [CancelTimer(), Announce("stopped", _describe_exit(event.code, event.signal))]
+            return _finish_stop(state, now, event.code, event.signal, _describe_exit(event.code, event.signal))
         if s in RUNNING:
             return _on_crash(state, now, event.code, event.signal)
         return state, []
@@ -362,7 +380,12 @@ def step(state: ProcState, event: Event, now: float) -> Result:
             ]
         if s is Status.WAITING_RESTART:
             return _launch(state, now, count_restart=True, reason=state.reason)
-        if s is Status.LAUNCHING and state.policy.wait_ready and state.pid is not None:
+        if s is Status.LAUNCHING and state.pid is not None:
+            # The listen timer (the only one armed while launching).
+            if not state.policy.wait_ready:
+                # wait_ready was turned off while waiting: stop waiting, it is online.
+                new = replace(state, status=Status.ONLINE, reason="online (wait_ready turned off)")
+                return new, [Announce("online", f"pid {state.pid}")]
             return _begin_stop(state, After.FAILED_START, f"not ready within {state.policy.listen_timeout:g}s")
         return state, []
 
