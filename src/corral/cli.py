@@ -146,7 +146,8 @@ def cmd_start(ns: argparse.Namespace) -> int:
     for n in result.notices:
         _warn(f"notice: {n}")
     client = _client()
-    client.call("start", {"apps": result.apps, "client_env": client_env})
+    source = str(Path(target).resolve()) if looks_like_config(target) and Path(target).is_file() else None
+    client.call("start", {"apps": result.apps, "client_env": client_env, "source": source})
     if ns.json:
         print(json.dumps(_list_or_all(client), indent=2))
     else:
@@ -181,6 +182,44 @@ def _action(cmd: str, extra: dict[str, Any] | None = None) -> Any:
         return 0
 
     return run
+
+
+def cmd_reload(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    client = _client()
+    args: dict[str, Any] = {"client_env": dict(os.environ)}
+    first = ns.targets[0] if ns.targets else None
+    if first is not None and len(ns.targets) == 1 and Path(first).is_file():
+        from corral.config.loader import load_ecosystem, looks_like_config
+
+        if not looks_like_config(first):
+            raise UsageError(f"{first} is not an ecosystem file")
+        only = ns.only.split(",") if ns.only else None
+        result = load_ecosystem(Path(first), env_name=ns.env, only=only, client_env=args["client_env"])
+        for w in result.warnings:
+            _warn(f"warning: {w}")
+        args["apps"] = result.apps
+        args["source"] = str(Path(first).resolve())
+    else:
+        args["target"] = _targets(ns.targets)
+    out = client.call("reload", args)
+    for name in out["started"]:
+        sys.stderr.write(f"[corral] started {name} (new in the file)\n")
+    for name in out["deleted"]:
+        sys.stderr.write(f"[corral] deleted {name} (gone from the file)\n")
+    for app in out["apps"]:
+        sys.stderr.write(f"[corral] {app['name']}: {app['message']}\n")
+    _print_table(_list_or_all(client))
+    return 0
+
+
+def cmd_scale(ns: argparse.Namespace) -> int:
+    client = _client()
+    out = client.call("scale", {"name": ns.name, "count": ns.count})
+    sys.stderr.write(f"[corral] {ns.name}: {len(out['processes'])} instances (+{out['added']} -{out['removed']})\n")
+    _print_table(_list_or_all(client))
+    return 0
 
 
 def cmd_signal(ns: argparse.Namespace) -> int:
@@ -375,6 +414,17 @@ def build_parser() -> argparse.ArgumentParser:
             a.add_argument("--update-env", action="store_true", help="give the processes this shell's environment")
         a.set_defaults(func=_action(name))
 
+    rl = sub.add_parser("reload", help="zero-downtime reload (or apply a changed ecosystem file)")
+    rl.add_argument("targets", nargs="*", metavar="name|id|namespace|all|FILE", default=["all"])
+    rl.add_argument("--env", help="with a file: use env_<NAME>")
+    rl.add_argument("--only", help="with a file: only these apps")
+    rl.set_defaults(func=cmd_reload)
+
+    sc = sub.add_parser("scale", help="change the number of instances of an app")
+    sc.add_argument("name")
+    sc.add_argument("count", help="N, +N or -N")
+    sc.set_defaults(func=cmd_scale)
+
     sg = sub.add_parser("sendSignal", aliases=["signal"], help="send a signal to processes")
     sg.add_argument("signal")
     sg.add_argument("targets", nargs="+", metavar="name|id|namespace|all")
@@ -412,8 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--yes", action="store_true")
     fl.set_defaults(func=cmd_flush)
 
-    rl = sub.add_parser("reloadLogs", aliases=["reload-logs"], help="reopen every log file")
-    rl.set_defaults(func=cmd_reload_logs)
+    rlg = sub.add_parser("reloadLogs", aliases=["reload-logs"], help="reopen every log file")
+    rlg.set_defaults(func=cmd_reload_logs)
 
     sv = sub.add_parser("save", aliases=["dump"], help="save the process list for resurrect")
     sv.add_argument("--force", action="store_true")

@@ -39,8 +39,9 @@ COMMANDS: tuple[Command, ...] = (
         (
             Param("apps", "list[object]", "Normalised app definitions.", required=True),
             Param("client_env", "object", "The caller's environment; apps inherit it, as in PM2.", default={}),
+            Param("source", "str", "The ecosystem file the apps come from (used by `reload FILE`).", default=None),
         ),
-        result="{started: [process], warnings: [str]}",
+        result="{processes: [process]}",
         changes_state=True,
     ),
     Command("stop", "Stop instances (kill_signal, kill_timeout, then SIGKILL to the process group).", (TARGET,), "{processes: [process]}", True),
@@ -56,6 +57,25 @@ COMMANDS: tuple[Command, ...] = (
         True,
     ),
     Command("delete", "Stop and forget apps.", (TARGET,), "{processes: [process]}", True),
+    Command(
+        "reload",
+        "Zero-downtime reload: replace instances one by one (start the replacement, wait until it is ready, then stop the old one gracefully). With `apps`, first apply a changed ecosystem file: new definitions applied, added apps started, apps of the same `source` file that are gone deleted. Fork-mode apps without a shared socket fall back to a rolling restart.",
+        (
+            Param("target", "list[str]", "Names, ids, namespaces, or `all` (ignored with `apps`).", default=["all"]),
+            Param("apps", "list[object]", "Normalised app definitions from an ecosystem file.", default=None),
+            Param("source", "str", "The ecosystem file the apps come from.", default=None),
+            Param("client_env", "object", "The caller's environment.", default={}),
+        ),
+        "{apps: [{name, mode, replaced, message}], started: [str], deleted: [str]}",
+        True,
+    ),
+    Command(
+        "scale",
+        "Change an app's number of instances live; scaling down stops the highest instances gracefully.",
+        (Param("name", "str", "App name.", required=True), Param("count", "str", "`N`, `+N` or `-N`.", required=True)),
+        "{processes: [process], added: int, removed: int}",
+        True,
+    ),
     Command("reset", "Reset restart counters.", (TARGET,), "{processes: [process]}", True),
     Command(
         "signal",

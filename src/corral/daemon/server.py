@@ -22,7 +22,8 @@ from typing import Any
 
 from corral import __version__, commands, protocol
 from corral.config.loader import normalize_app
-from corral.daemon.supervisor import App, Instance, Supervisor, is_secret
+from corral import listeners as listen
+from corral.daemon.supervisor import READY_SETTLE, App, Instance, Supervisor, is_secret
 from corral.errors import ConfigError
 from corral.paths import Home
 from corral.statemachine import Status
@@ -148,6 +149,8 @@ class Daemon:
             reply = protocol.error(req_id, e.code, e.message)
         except ConfigError as e:
             reply = protocol.error(req_id, "bad_config", e.render())
+        except listen.ListenError as e:
+            reply = protocol.error(req_id, "listen_failed", str(e))
         except LookupError as e:
             reply = protocol.error(req_id, "not_found", str(e.args[0]) if e.args else "not found")
         except Exception as e:
@@ -216,6 +219,8 @@ class Daemon:
             "exit_code": st.exit_code,
             "exit_signal": st.exit_signal,
             "reason": st.reason,
+            "ready": inst.is_ready(self.loop.time()),
+            "notify_status": inst.status_text,
         }
         if full:
             v.update(
@@ -242,6 +247,9 @@ class Daemon:
                     "max_memory_restart": cfg["max_memory_restart"],
                     "watch": cfg["watch"],
                     "cron_restart": cfg["cron_restart"],
+                    "exec_mode": cfg["exec_mode"],
+                    "listen": [{"name": ls.name, "address": ls.address, "port": ls.port} for ls in inst.app.listeners] or cfg["listen"],
+                    "wait_ready": cfg["wait_ready"],
                     "log_errors": [f.last_error for f in self.sup.files.all() if f.last_error and f.path in (inst.log_paths().values())],
                 }
             )
@@ -292,11 +300,24 @@ class Daemon:
     async def cmd_start(self, args: dict[str, Any]) -> Any:
         apps = self._validate_apps(args["apps"])
         client_env = {str(k): str(v) for k, v in (args.get("client_env") or {}).items()}
+        source = args.get("source")
         touched: list[Instance] = []
+        # register every new app first (binding its sockets), so a socket that cannot be
+        # bound starts nothing at all
+        new_apps: list[App] = []
+        try:
+            for cfg in apps:
+                if cfg["name"] not in self.sup.apps:
+                    new_apps.append(self.sup.add_app(cfg, client_env, source=source))
+        except listen.ListenError:
+            for app in new_apps:
+                app.close_listeners()
+                self.sup.apps.pop(app.name, None)
+            raise
         for cfg in apps:
             existing = self.sup.apps.get(cfg["name"])
-            if existing is None:
-                app = self.sup.add_app(cfg, client_env)
+            if existing in new_apps:
+                app = existing
                 if cfg["autostart"]:
                     for inst in app.instances:
                         self.sup.start(inst)
@@ -311,7 +332,139 @@ class Daemon:
                     self.sup.restart(inst)
             touched.extend(existing.instances)
         await self._await_settled(touched)
-        return {"processes": [self.view(i) for i in touched if i.app.instances and i in i.app.instances]}
+        return {"processes": [self.view(i) for i in touched if i in i.app.instances]}
+
+    # ------------------------------------------------------------ reload and scale
+
+    async def _wait_ready(self, inst: Instance) -> str | None:
+        """None once the instance is ready; else why it failed."""
+        policy = inst.state.policy
+        timeout = (policy.listen_timeout if policy.wait_ready else READY_SETTLE + 30.0) + 1.0
+        deadline = self.loop.time() + timeout
+        while True:
+            st = inst.state
+            if inst.is_ready(self.loop.time()):
+                return None
+            if st.restarts > 0 or st.status in (Status.ERRORED, Status.STOPPED, Status.WAITING_RESTART):
+                return f"failed to start ({st.reason or st.status})"
+            if self.loop.time() > deadline:
+                return f"was not ready within {timeout:g}s"
+            await asyncio.sleep(0.02)
+
+    async def _await_gone(self, inst: Instance) -> None:
+        await self.sup.wait_for(lambda: inst not in inst.app.instances, inst.state.policy.kill_timeout + 5)
+
+    async def reload_app(self, app: App) -> dict[str, Any]:
+        if app.reloading:
+            raise RequestError("busy", f"a reload of '{app.name}' is already running; try again when it ends")
+        app.reloading = True
+        try:
+            cfg = app.config
+            olds = sorted(app.instances, key=lambda i: i.index)
+            shared = cfg["exec_mode"] == "cluster" and bool(cfg["listen"])
+            if not shared:
+                # no shared socket: a replacement could not take over the port; restart one by one
+                for old in olds:
+                    self.sup.restart(old)
+                    why = await self._wait_ready(old) if old.state.policy.autorestart else None
+                    if why and old.state.status is not Status.ONLINE:
+                        raise RequestError("reload_failed", f"{app.name}: instance {old.index} {why}")
+                single = len(olds) == 1 and cfg["exec_mode"] == "fork"
+                msg = "fork mode with one instance and no shared socket: reload falls back to restart" if single else "no shared listen socket: rolling restart, one instance at a time"
+                return {"name": app.name, "mode": "restart", "replaced": len(olds), "message": msg}
+            replaced = 0
+            for old in olds:
+                if old not in app.instances:
+                    continue
+                if old.state.status not in (Status.ONLINE, Status.LAUNCHING):
+                    self.sup.start(old)
+                    continue
+                new = self.sup.add_replacement(app, old.index)
+                why = await self._wait_ready(new)
+                if why is not None:
+                    self.sup.delete(new)
+                    await self._await_gone(new)
+                    raise RequestError(
+                        "reload_failed",
+                        f"{app.name}: the replacement for instance {old.index} {why}; reload stopped after {replaced} of {len(olds)}, the old instances keep serving",
+                    )
+                self.sup.delete(old)
+                await self._await_gone(old)
+                self.sup.adopt(new, old)
+                replaced += 1
+            return {"name": app.name, "mode": "reload", "replaced": replaced, "message": f"reloaded {replaced} instances with zero downtime"}
+        finally:
+            app.reloading = False
+
+    async def cmd_reload(self, args: dict[str, Any]) -> Any:
+        started: list[str] = []
+        deleted: list[str] = []
+        if args.get("apps") is not None:
+            apps = self._validate_apps(args["apps"])
+            source = args.get("source")
+            client_env = {str(k): str(v) for k, v in (args.get("client_env") or {}).items()}
+            targets: list[App] = []
+            for cfg in apps:
+                existing = self.sup.apps.get(cfg["name"])
+                if existing is None:
+                    continue
+                if existing.reloading:
+                    raise RequestError("busy", f"a reload of '{existing.name}' is already running; try again when it ends")
+            for cfg in apps:
+                existing = self.sup.apps.get(cfg["name"])
+                if existing is None:
+                    app = self.sup.add_app(cfg, client_env, source=source)
+                    if cfg["autostart"]:
+                        for inst in app.instances:
+                            self.sup.start(inst)
+                    started.append(app.name)
+                    continue
+                count_changed = existing.config["instances"] != cfg["instances"]
+                self.sup.set_config(existing, cfg)
+                existing.base_env = client_env
+                existing.source = source or existing.source
+                if count_changed:
+                    from corral.config.keys import resolve_instances
+
+                    self.sup.scale(existing, resolve_instances(cfg["instances"], self.sup.cpu_count))
+                targets.append(existing)
+            names = {cfg["name"] for cfg in apps}
+            if source:
+                for app in list(self.sup.apps.values()):
+                    if app.source == source and app.name not in names:
+                        for inst in list(app.instances):
+                            self.sup.delete(inst)
+                        deleted.append(app.name)
+        else:
+            instances = self.sup.select(args["target"])
+            seen: dict[int, App] = {}
+            for inst in instances:
+                seen.setdefault(id(inst.app), inst.app)
+            targets = list(seen.values())
+        results = []
+        for app in targets:
+            results.append(await self.reload_app(app))
+        return {"apps": results, "started": started, "deleted": deleted}
+
+    async def cmd_scale(self, args: dict[str, Any]) -> Any:
+        app = self.sup.apps.get(args["name"])
+        if app is None:
+            raise LookupError(f"no app named '{args['name']}'")
+        text = str(args["count"]).strip()
+        current = len(app.instances)
+        try:
+            count = current + int(text) if text[:1] in "+-" else int(text)
+        except ValueError:
+            raise RequestError("bad_args", f"field 'args.count': expected N, +N or -N, got {text!r}")
+        if count < 1:
+            raise RequestError("bad_args", f"field 'args.count': {app.name} would have {count} instances; use stop or delete instead")
+        if app.reloading:
+            raise RequestError("busy", f"a reload of '{app.name}' is running; scale after it ends")
+        added, removed = self.sup.scale(app, count)
+        await self._await_settled(added)
+        for inst in removed:
+            await self._await_gone(inst)
+        return {"processes": [self.view(i) for i in sorted(app.instances, key=lambda i: i.index)], "added": len(added), "removed": len(removed)}
 
     async def _apply(self, args: dict[str, Any], action: Callable[[Instance], None]) -> Any:
         instances = self.sup.select(args["target"])

@@ -20,16 +20,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral import listeners as listen
 from corral import osproc
 from corral.config.keys import resolve_instances
+from corral.notify import NotifySocket
 from corral.config.loader import build_argv
 from corral.logsink import LineFormat, LineFormatter, LineFramer, LogFile, LogFiles
 from corral.paths import Home
 from corral.statemachine import (
+    RUNNING,
     Announce,
     CancelTimer,
     Delete,
     Effect,
+    Ready,
     Event,
     Exited,
     Policy,
@@ -50,6 +54,8 @@ from corral.statemachine import (
 )
 
 READ_CHUNK = 65536
+# Without wait_ready, an instance counts as ready (for reload) once it has stayed up this long.
+READY_SETTLE = 0.5
 READS_PER_WAKEUP = 4
 SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE", "DATABASE_URL", "DSN")
 
@@ -65,7 +71,7 @@ def policy_from_config(cfg: dict[str, Any]) -> Policy:
         stop_exit_codes=frozenset(cfg["stop_exit_codes"]),
         kill_timeout=cfg["kill_timeout"] / 1000.0,
         kill_signal=cfg["kill_signal"],
-        wait_ready=False,  # readiness (sd_notify) is not active yet
+        wait_ready=bool(cfg["wait_ready"]),
         listen_timeout=cfg["listen_timeout"] / 1000.0,
     )
 
@@ -104,7 +110,6 @@ class PipeReader:
         self.stream = stream
         self.framer = LineFramer()
         self.targets = inst.targets_for(stream)
-        self.formatter = inst.formatter
         self.closed = False
         sup.loop.add_reader(fd, self.on_readable)
 
@@ -132,7 +137,7 @@ class PipeReader:
 
     def emit(self, lines: list[bytes]) -> None:
         ts = time.time()
-        data = self.formatter.format(lines, self.stream, ts)
+        data = self.inst.formatter.format(lines, self.stream, ts)
         for target in self.targets:
             target.write(data, len(lines))
         if self.sup.log_listeners:
@@ -167,6 +172,11 @@ class Instance:
     tree_snapshot: list[int] = field(default_factory=list)
     cleanup: asyncio.TimerHandle | None = None
     proc_cache: Any = None
+    notify_sock: NotifySocket | None = None
+    notified_ready: bool = False
+    status_text: str | None = None
+    watchdog: asyncio.TimerHandle | None = None
+    last_watchdog: float | None = None
 
     def __post_init__(self) -> None:
         self.refresh_format()
@@ -186,10 +196,19 @@ class Instance:
     def name(self) -> str:
         return str(self.app.config["name"])
 
+    def is_ready(self, now: float) -> bool:
+        """Ready to serve: READY=1 received, or (without wait_ready) up for READY_SETTLE."""
+        st = self.state
+        if st.status is not Status.ONLINE:
+            return False
+        if st.policy.wait_ready or self.notified_ready:
+            return self.notified_ready
+        return st.started_at is not None and now - st.started_at >= READY_SETTLE
+
     def log_paths(self) -> dict[str, str | None]:
         cfg = self.app.config
         home = self.app.sup.home
-        several = len(self.app.instances) > 1 or self.index > 0
+        several = resolve_instances(cfg["instances"], self.app.sup.cpu_count) > 1 or self.index > 0
         merge = cfg["merge_logs"]
         out: dict[str, str | None] = {}
         defaults = {
@@ -218,6 +237,49 @@ class App:
     config: dict[str, Any]
     base_env: dict[str, str]
     instances: list[Instance] = field(default_factory=list)
+    listeners: list[listen.Listener] = field(default_factory=list)
+    source: str | None = None
+    reloading: bool = False
+
+    def bind_listeners(self) -> None:
+        """Bind the app's shared sockets (cluster mode); keeps those already bound to
+        the same address, closes those no longer configured. Raises ListenError."""
+        cfg = self.config
+        wanted: list[str] = []
+        if cfg["exec_mode"] == "cluster" and cfg["listen"] and not cfg.get("reuse_port"):
+            wanted = list(cfg["listen"])
+        backlog = cfg.get("backlog") or listen.DEFAULT_BACKLOG
+        existing = {ls.address: ls for ls in self.listeners}
+        bound: list[listen.Listener] = []
+        fresh: list[listen.Listener] = []
+        try:
+            for i, address in enumerate(wanted):
+                name = listen.listener_name(address, i, cfg.get("listen_names"))
+                ls = existing.get(address)
+                if ls is not None:
+                    ls.name = name
+                    ls.sock.listen(backlog)
+                else:
+                    ls = listen.bind(address, name, backlog=backlog)
+                    fresh.append(ls)
+                bound.append(ls)
+        except listen.ListenError:
+            for ls in fresh:
+                ls.close()
+            raise
+        for ls in self.listeners:
+            if ls not in bound:
+                ls.close()
+        self.listeners = bound
+
+    def close_listeners(self) -> None:
+        for ls in self.listeners:
+            ls.close()
+        self.listeners = []
+
+    def listen_signature(self) -> tuple[Any, ...]:
+        cfg = self.config
+        return (cfg["exec_mode"], tuple(cfg["listen"]), cfg.get("reuse_port"), cfg.get("backlog"))
 
     @property
     def name(self) -> str:
@@ -348,22 +410,103 @@ class Supervisor:
                 pass
         return env
 
+    def _instance_listeners(self, inst: Instance) -> tuple[list[listen.Listener], list[listen.Listener]]:
+        """(listeners to pass, listeners to close after the spawn: reuse_port's own)."""
+        cfg = inst.app.config
+        if cfg["exec_mode"] != "cluster" or not cfg["listen"]:
+            return [], []
+        if not cfg.get("reuse_port"):
+            return inst.app.listeners, []
+        own = []
+        for i, address in enumerate(cfg["listen"]):
+            own.append(listen.bind(address, listen.listener_name(address, i, cfg.get("listen_names")), backlog=cfg.get("backlog") or listen.DEFAULT_BACKLOG, reuse_port=True))
+        return own, own
+
+    def _ensure_notify(self, inst: Instance) -> str:
+        if inst.notify_sock is None:
+            address = f"@corral/{os.getpid()}/{id(inst):x}"
+            inst.notify_sock = NotifySocket(address, lambda pid, msg: self._on_notify(inst, pid, msg))
+            self.loop.add_reader(inst.notify_sock.fileno(), inst.notify_sock.on_readable)
+        return inst.notify_sock.address
+
+    def _close_notify(self, inst: Instance) -> None:
+        if inst.notify_sock is not None:
+            self.loop.remove_reader(inst.notify_sock.fileno())
+            inst.notify_sock.close()
+            inst.notify_sock = None
+        if inst.watchdog:
+            inst.watchdog.cancel()
+            inst.watchdog = None
+
+    def _on_notify(self, inst: Instance, pid: int, msg: dict[str, str]) -> None:
+        child = inst.child
+        if child is None:
+            return
+        if pid != child.pid and pid not in osproc.descendants(child.pid):
+            self.log(f"[{inst.name}:{inst.id}] ignored a notify datagram from pid {pid}, not in the instance's tree")
+            return
+        if "STATUS" in msg:
+            inst.status_text = msg["STATUS"]
+        if msg.get("READY") == "1" and not inst.notified_ready:
+            inst.notified_ready = True
+            self.dispatch(inst, Ready())
+            self._notify()
+        if msg.get("STOPPING") == "1":
+            self.announce(inst, "stopping", "the app says it is stopping")
+        if msg.get("WATCHDOG") == "1":
+            inst.last_watchdog = self.loop.time()
+            self._arm_watchdog(inst)
+        if msg.get("WATCHDOG") == "trigger":
+            self._watchdog_expired(inst, "the app asked for it (WATCHDOG=trigger)")
+
+    def _arm_watchdog(self, inst: Instance) -> None:
+        sec = inst.app.config.get("watchdog_sec")
+        if not sec:
+            return
+        if inst.watchdog:
+            inst.watchdog.cancel()
+        inst.watchdog = self.loop.call_later(sec / 1000.0, self._watchdog_expired, inst, f"no WATCHDOG=1 within {sec / 1000.0:g}s")
+
+    def _watchdog_expired(self, inst: Instance, why: str) -> None:
+        inst.watchdog = None
+        if inst.state.status not in RUNNING:
+            return
+        self.announce(inst, "watchdog", f"restarting: {why}")
+        self.dispatch(inst, Restart(reason=f"watchdog: {why}"))
+
     def _spawn(self, inst: Instance) -> None:
         cfg = inst.app.config
         argv = build_argv(cfg)
         env = self.build_env(inst)
         if "PYTHONUNBUFFERED" not in env and _looks_like_python(argv):
             env["PYTHONUNBUFFERED"] = "1"
-        inst.env = env
+        inst.notified_ready = False
+        inst.status_text = None
+        to_close: list[listen.Listener] = []
         try:
             if argv and os.sep not in argv[0]:
                 found = shutil.which(argv[0], path=env.get("PATH"))
                 if found:
                     argv[0] = found
-            child = osproc.spawn(argv, cwd=cfg["cwd"], env=env, uid=cfg.get("uid"), gid=cfg.get("gid"))
-        except osproc.SpawnError as e:
+            socks, to_close = self._instance_listeners(inst)
+            env["NOTIFY_SOCKET"] = self._ensure_notify(inst)
+            pass_fds: tuple[int, ...] = ()
+            if socks:
+                argv = listen.expand_placeholders(argv, socks)
+                env.update(listen.child_env(socks))
+                pass_fds = tuple(ls.fd for ls in socks)
+                argv = listen.shim_argv(argv, list(pass_fds))
+            inst.env = env
+            child = osproc.spawn(argv, cwd=cfg["cwd"], env=env, uid=cfg.get("uid"), gid=cfg.get("gid"), pass_fds=pass_fds)
+        except (osproc.SpawnError, listen.ListenError, OSError) as e:
+            for ls in to_close:
+                ls.close()
             self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(e)))
             return
+        for ls in to_close:
+            ls.close()
+        if cfg.get("watchdog_sec"):
+            self._arm_watchdog(inst)
         inst.child = child
         inst.started_wall = time.time()
         inst.tree_snapshot = []
@@ -435,6 +578,9 @@ class Supervisor:
         for reader in list(inst.readers):
             reader.drain()
         inst.child = None
+        if inst.watchdog:
+            inst.watchdog.cancel()
+            inst.watchdog = None
         code, sig = osproc.decode_status(status)
         self._clean_leftovers(inst, child)
         self.dispatch(inst, Exited(code, sig))
@@ -459,10 +605,12 @@ class Supervisor:
         app = inst.app
         if inst.timer:
             inst.timer.cancel()
+        self._close_notify(inst)
         if inst in app.instances:
             app.instances.remove(inst)
         if not app.instances and self.apps.get(app.name) is app:
             del self.apps[app.name]
+            app.close_listeners()
 
     def release_targets(self, targets: list[LogFile]) -> None:
         for t in targets:
@@ -474,8 +622,9 @@ class Supervisor:
 
     # ------------------------------------------------------------ app management
 
-    def add_app(self, config: dict[str, Any], base_env: dict[str, str]) -> App:
-        app = App(self, config, base_env)
+    def add_app(self, config: dict[str, Any], base_env: dict[str, str], source: str | None = None) -> App:
+        app = App(self, config, base_env, source=source)
+        app.bind_listeners()  # raises ListenError before anything is registered
         self.apps[app.name] = app
         count = resolve_instances(config["instances"], self.cpu_count)
         for index in range(count):
@@ -488,15 +637,27 @@ class Supervisor:
         app.instances.append(inst)
         return inst
 
-    def update_app(self, app: App, config: dict[str, Any], base_env: dict[str, str] | None) -> list[Instance]:
-        """Apply a new definition; returns instances that were added."""
+    def set_config(self, app: App, config: dict[str, Any]) -> None:
+        """New definition without touching the running instances (reload applies it)."""
+        old_sig = app.listen_signature()
+        old_config = app.config
         app.config = config
-        if base_env is not None:
-            app.base_env = base_env
+        if app.listen_signature() != old_sig:
+            try:
+                app.bind_listeners()
+            except listen.ListenError:
+                app.config = old_config
+                raise
         policy = policy_from_config(config)
         for inst in app.instances:
             self.dispatch(inst, UpdatePolicy(policy))
             inst.refresh_format()
+
+    def update_app(self, app: App, config: dict[str, Any], base_env: dict[str, str] | None) -> list[Instance]:
+        """Apply a new definition; returns instances that were added."""
+        self.set_config(app, config)
+        if base_env is not None:
+            app.base_env = base_env
         want = resolve_instances(config["instances"], self.cpu_count)
         added = []
         live = sorted(app.instances, key=lambda i: i.index)
@@ -505,6 +666,36 @@ class Supervisor:
         for index in range(len(live), want):
             added.append(self._new_instance(app, index))
         return added
+
+    def add_replacement(self, app: App, index: int) -> Instance:
+        inst = self._new_instance(app, index)
+        self.start(inst)
+        return inst
+
+    def adopt(self, new: Instance, old: Instance) -> None:
+        """After a reload step: the replacement takes the old instance's id and counters."""
+        from dataclasses import replace
+
+        new.id = old.id
+        new.state = replace(new.state, restarts=old.state.restarts + 1)
+        new.created_at = old.created_at
+        new.refresh_format()
+
+    def scale(self, app: App, count: int) -> tuple[list[Instance], list[Instance]]:
+        """Change the number of instances; returns (added, removed)."""
+        app.config = {**app.config, "instances": count}
+        live = sorted(app.instances, key=lambda i: i.index)
+        added: list[Instance] = []
+        removed = live[count:]
+        for inst in removed:
+            self.dispatch(inst, Delete())
+        next_index = (max((i.index for i in live[:count]), default=-1)) + 1
+        for _ in range(len(live), count):
+            inst = self._new_instance(app, next_index)
+            next_index += 1
+            added.append(inst)
+            self.start(inst)
+        return added, removed
 
     def start(self, inst: Instance) -> None:
         self.dispatch(inst, Start())
