@@ -480,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["runtime"]:
+        from corral.runtime import main as run
+
+        return run(argv[1:])
     script_args: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
@@ -507,5 +511,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def runtime_main() -> int:
-    sys.stderr.write("corral-runtime: not available yet\n")
-    return 2
+    from corral.runtime import main as run
+
+    return run()

@@ -1,0 +1,240 @@
+"""``corral-runtime``: the daemon's supervision in the foreground, for containers.
+
+Like PM2's pm2-runtime, done right: it starts the apps of an ecosystem file,
+streams every app's output to its own stdout/stderr (raw, ``--json`` or
+``--format``), serves the control socket (so ``corral ls`` and ``corral
+reload all`` work through ``docker exec``) and does PID 1's duties:
+
+* SIGTERM / SIGINT: graceful stop of every app (kill_signal, kill_timeout,
+  SIGKILL), then exit 0;
+* SIGHUP: rolling reload of every app; SIGUSR1: forwarded to every app;
+  SIGUSR2: reopen log files;
+* every zombie is reaped, re-parented orphans included (it is a child
+  subreaper, and PID 1 in a container anyway).
+
+Exit codes: 0 after a requested stop (signal or ``corral kill``); 1 when every
+app has stopped or errored on its own (so the orchestrator restarts the
+container), unless ``--no-auto-exit``; 2 for a usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from corral.errors import ConfigError, CorralError
+from corral.paths import Home
+
+EXIT_REQUESTED = 0
+EXIT_APPS_ENDED = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="corral-runtime", description="Run an ecosystem file's apps in the foreground (for containers, as PID 1).")
+    p.add_argument("ecosystem", nargs="?", help="ecosystem file (default: the one in this folder)")
+    p.add_argument("--env", help="use env_<NAME> from the file")
+    p.add_argument("--only", help="only these apps (comma separated)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object per line (logs and process events)")
+    out.add_argument("--format", action="store_true", help="key=value lines")
+    p.add_argument("--raw", action="store_true", help="no app-name prefix, even with several apps")
+    p.add_argument("--no-auto-exit", action="store_true", help="keep running when every app has ended")
+    return p
+
+
+class Output:
+    """Writes app lines and events to our own stdout/stderr in the chosen shape."""
+
+    def __init__(self, mode: str, prefix: bool) -> None:
+        self.mode = mode
+        self.prefix = prefix
+        self.out = sys.stdout.buffer
+        self.err = sys.stderr.buffer
+
+    def lines(self, inst: Any, stream: str, lines: list[bytes], ts: float) -> None:
+        target = self.err if stream == "err" else self.out
+        if self.mode == "json":
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+            data = "".join(
+                json.dumps({"timestamp": stamp, "app_name": inst.name, "process_id": inst.id, "type": stream, "message": ln.decode("utf-8", "replace")}, ensure_ascii=False) + "\n"
+                for ln in lines
+            ).encode()
+        elif self.mode == "format":
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+            data = "".join(
+                f"timestamp={stamp} app={inst.name} id={inst.id} type={stream} message={json.dumps(ln.decode('utf-8', 'replace'), ensure_ascii=False)}\n" for ln in lines
+            ).encode()
+        elif self.prefix:
+            head = f"{inst.name}|{inst.id} | ".encode()
+            data = b"".join(head + ln + b"\n" for ln in lines)
+        else:
+            data = b"\n".join(lines) + b"\n"
+        try:
+            target.write(data)
+            target.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    def event(self, ev: dict[str, Any]) -> None:
+        if self.mode == "json":
+            record = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ev["time"])), "app_name": ev.get("name"), "process_id": ev.get("id"), "type": "event", "event": ev["kind"], "message": ev["message"]}
+            line = json.dumps(record) + "\n"
+        elif self.mode == "format":
+            line = f"timestamp={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ev['time']))} app={ev.get('name')} id={ev.get('id')} type=event event={ev['kind']} message={json.dumps(ev['message'])}\n"
+        else:
+            line = f"[corral] {ev.get('name') or 'runtime'}{'' if ev.get('id') is None else ':' + str(ev['id'])} {ev['kind']}: {ev['message']}\n"
+        try:
+            self.err.write(line.encode())
+            self.err.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+
+def load(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    from corral.config.loader import find_ecosystem, load_ecosystem
+
+    path = Path(ns.ecosystem) if ns.ecosystem else find_ecosystem(Path.cwd())
+    if path is None:
+        raise ConfigError("no ecosystem file given, and none in this folder (ecosystem.toml, ecosystem.config.js, ...)")
+    only = ns.only.split(",") if ns.only else None
+    result = load_ecosystem(path, env_name=ns.env, only=only)
+    for w in result.warnings:
+        sys.stderr.write(f"corral-runtime: warning: {w}\n")
+    for n in result.notices:
+        sys.stderr.write(f"corral-runtime: notice: {n}\n")
+    apps = result.apps
+    for app in apps:
+        # in a container, output goes to our stdout/stderr; files only where the config names them
+        for key in ("out_file", "error_file"):
+            if app[key] == "default":
+                app[key] = None
+    return apps, str(path.resolve())
+
+
+async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, home: Home) -> int:
+    from corral import osproc
+    from corral.daemon.server import Daemon
+    from corral.statemachine import Status
+
+    daemon = Daemon(home)
+    loop = daemon.loop
+    sup = daemon.sup
+    output = Output("json" if ns.json else "format" if ns.format else "raw", prefix=len(apps) > 1 and not ns.raw)
+    daemon.log = lambda message: None  # events reach stderr through the output instead
+    sup.log = daemon.log
+    sup.log_listeners.append(output.lines)
+    sup.event_listeners.append(output.event)
+    osproc.set_child_subreaper()
+    requested = asyncio.Event()
+
+    async def graceful(signame: str) -> None:
+        if requested.is_set():
+            return
+        requested.set()
+        output.event({"time": time.time(), "kind": "signal", "message": f"{signame}: stopping every app"})
+        await daemon.stop_all()
+        daemon.stopping.set()
+
+    def forward(sig: int) -> None:
+        for inst in sup.instances():
+            if inst.child is not None:
+                osproc.signal_group(inst.child.pgid, sig)
+
+    async def reload_all() -> None:
+        for app in list(sup.apps.values()):
+            try:
+                await daemon.reload_app(app)
+            except Exception as e:  # a failed reload leaves the old instances serving
+                output.event({"time": time.time(), "kind": "reload-failed", "message": str(e), "name": app.name})
+
+    loop.add_signal_handler(signal.SIGCHLD, sup.reap_children)
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(graceful("SIGTERM")))
+    loop.add_signal_handler(signal.SIGINT, lambda: loop.create_task(graceful("SIGINT")))
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_all()))
+    loop.add_signal_handler(signal.SIGUSR1, lambda: forward(signal.SIGUSR1))
+    loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(daemon.cmd_reload_logs({})))
+
+    await daemon.serve()
+    home.pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        await daemon.cmd_start({"apps": apps, "client_env": dict(os.environ), "source": source})
+    except Exception as e:
+        sys.stderr.write(f"corral-runtime: error: {getattr(e, 'message', e)}\n")
+        await daemon.stop_all()
+        return EXIT_USAGE
+
+    def all_ended() -> bool:
+        instances = sup.instances()
+        return bool(instances) and all(i.state.status in (Status.STOPPED, Status.ERRORED) for i in instances)
+
+    code = EXIT_REQUESTED
+    _notify_systemd_ready(sup)
+    while not daemon.stopping.is_set():
+        ended = await sup.wait_for(lambda: all_ended() or daemon.stopping.is_set(), 1.0)
+        if daemon.stopping.is_set():
+            break
+        if ended and all_ended() and not requested.is_set():
+            if not ns.no_auto_exit:
+                output.event({"time": time.time(), "kind": "exit", "message": "every app has ended on its own: exiting 1"})
+                code = EXIT_APPS_ENDED
+                break
+            # keep serving the control socket until told to stop
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(daemon.stopping.wait(), 1.0)
+    if not requested.is_set() and code == EXIT_REQUESTED:
+        pass  # `corral kill` set stopping after stopping the apps
+    await daemon.stop_all()
+    if daemon.server is not None:
+        daemon.server.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(home.socket)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(home.pid_file)
+    # last reap of anything left (we may be PID 1)
+    sup.reap_children()
+    return code
+
+
+def _notify_systemd_ready(sup: Any) -> None:
+    """Under systemd (Type=notify), say READY=1 once the apps are up."""
+    if os.environ.get("NOTIFY_SOCKET"):
+        import corral
+
+        corral.notify(ready=True, status=f"{len(sup.instances())} processes")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        apps, source = load(ns)
+    except CorralError as e:
+        sys.stderr.write(f"corral-runtime: error: {e.render() if isinstance(e, ConfigError) else e}\n")
+        return EXIT_USAGE
+    home = Home.from_env()
+    home.ensure()
+    lock_fd = os.open(home.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.stderr.write(f"corral-runtime: error: a Corral daemon already runs in {home.root}; set CORRAL_HOME to another folder\n")
+        return EXIT_USAGE
+    try:
+        return asyncio.run(run(ns, apps, source, home))
+    except KeyboardInterrupt:
+        return EXIT_REQUESTED
+    finally:
+        os.close(lock_fd)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
