@@ -268,6 +268,25 @@ def cmd_ping(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_healthcheck(ns: argparse.Namespace) -> int:
+    """Exit 0 when every named app (default: every autostart app) is online and healthy."""
+    from corral.errors import DaemonError
+
+    try:
+        result = _client().call("health", {"names": ns.names}, autostart=False)
+    except (DaemonError, OSError) as e:
+        sys.stdout.write(f"unhealthy: {e}\n")
+        return 1
+    if not result["apps"]:
+        sys.stdout.write("unhealthy: no apps\n")
+        return 1
+    if result["healthy"]:
+        sys.stdout.write("healthy: " + "; ".join(a["reason"] for a in result["apps"]) + "\n")
+        return 0
+    sys.stdout.write("unhealthy: " + "; ".join(a["reason"] for a in result["apps"] if not a["healthy"]) + "\n")
+    return 1
+
+
 def cmd_kill(ns: argparse.Namespace) -> int:
     from corral.errors import DaemonError
 
@@ -473,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pg = sub.add_parser("ping", help="is the daemon alive (starts it if not)")
     pg.set_defaults(func=cmd_ping)
+    hc = sub.add_parser("healthcheck", help="exit 0 when the apps are online and healthy (for Docker HEALTHCHECK)")
+    hc.add_argument("names", nargs="*")
+    hc.set_defaults(func=cmd_healthcheck)
+
     k = sub.add_parser("kill", help="stop every process, then the daemon")
     k.set_defaults(func=cmd_kill)
     return p

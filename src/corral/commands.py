@@ -93,6 +93,13 @@ COMMANDS: tuple[Command, ...] = (
     Command("resurrect", "Start the apps from the dump file (falling back to .bak when it is missing or corrupt).", (Param("client_env", "object", "The caller's environment.", default={}),), "{started: [process], source}", True),
     Command("kill", "Stop every app gracefully, then stop the daemon.", result="{stopped: int}", changes_state=True),
     Command(
+        "health",
+        "Aggregate health: an app is healthy when every instance is online and its probes pass. Used by `corral healthcheck`.",
+        (Param("names", "list[str]", "App names (default: every autostart app).", default=[]),),
+        "{healthy: bool, apps: [{name, healthy, reason}]}",
+    ),
+    Command("history", "Recent CPU and memory samples of instances (for the monitor).", (Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),), "{id: [{time, cpu, memory}]}"),
+    Command(
         "subscribe",
         "Stream log lines and process events. With `lines`, first sends the last lines of each matched log file.",
         (

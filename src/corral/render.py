@@ -30,6 +30,7 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("uptime", "uptime", 2),
     ("↺", "restarts", 1),
     ("status", "status", 0),
+    ("health", "health", 3),
     ("cpu", "cpu", 3),
     ("mem", "memory", 2),
     ("user", "user", 5),
@@ -54,6 +55,8 @@ def _cell(key: str, p: dict[str, Any]) -> str:
         return format_bytes(v) if v is not None else "0b"
     if key == "pid":
         return str(v) if v else "0"
+    if key == "health":
+        return str(v["status"]) if isinstance(v, dict) else "-"
     if key == "mode":
         return "cluster" if v == "cluster" else "fork"
     return str(v) if v is not None else ""

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--format", action="store_true", help="key=value lines")
     p.add_argument("--raw", action="store_true", help="no app-name prefix, even with several apps")
     p.add_argument("--no-auto-exit", action="store_true", help="keep running when every app has ended")
+    p.add_argument("--health-port", help="serve /healthz, /readyz and /metrics on PORT or HOST:PORT (127.0.0.1 unless a host is given)")
     return p
 
 
@@ -165,6 +166,8 @@ async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, h
     loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(daemon.cmd_reload_logs({})))
 
     await daemon.serve()
+    daemon.start_watchers()
+    await daemon.start_http(str(ns.health_port) if ns.health_port else None)
     home.pid_file.write_text(f"{os.getpid()}\n")
     try:
         await daemon.cmd_start({"apps": apps, "client_env": dict(os.environ), "source": source})

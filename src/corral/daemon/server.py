@@ -26,7 +26,7 @@ from corral import listeners as listen
 from corral.daemon.supervisor import READY_SETTLE, App, Instance, Supervisor, is_secret
 from corral.errors import ConfigError
 from corral.paths import Home
-from corral.statemachine import Status
+from corral.statemachine import Restart, Status
 
 SUBSCRIBER_QUEUE = 20000  # messages a follower may lag behind before it is dropped
 TAIL_MAX_BYTES = 8 * 1024 * 1024
@@ -66,7 +66,77 @@ class Daemon:
             if handler is None:
                 raise RuntimeError(f"command {cmd.name} has no handler")
             self.handlers[cmd.name] = handler
-        self.psutil_cache: dict[int, Any] = {}
+        from corral.daemon.watch import HealthManager, ResourceMonitor
+
+        self.monitor = ResourceMonitor(self.sup, self.replace_instance)
+        self.health = HealthManager(self.sup, self.replace_instance, self._reload_for, self.sup.watch_pid)
+
+        from corral.daemon.triggers import Triggers
+
+        self.triggers = Triggers(self.sup, self.restart_for)
+
+    async def start_http(self, listen_override: str | None = None) -> None:
+        from corral.daemon import http
+
+        try:
+            conf = http.settings(str(self.home.root))
+            listen_at = listen_override or conf.get("listen")
+            if not listen_at:
+                return
+            host, port = http.parse_listen(listen_at)
+            self.http = http.HttpEndpoint(self, host, port, with_metrics=conf.get("metrics", True))
+            await self.http.start()
+        except (OSError, ValueError) as e:
+            self.log(f"[daemon] HTTP endpoint not started: {e}")
+
+    def start_watchers(self) -> None:
+        self.monitor.start()
+        self.health.start()
+        self.triggers.start()
+
+    async def restart_for(self, app: App, reason: str) -> None:
+        """A trigger (cron, watch) restarts the app: a rolling reload when it shares a socket."""
+        for inst in app.instances:
+            inst.last_restart_reason = reason
+        self.sup.announce(app.instances[0] if app.instances else None, "trigger", reason)
+        if app.listeners:
+            await self._reload_for(app, reason)
+            return
+        for inst in list(app.instances):
+            if inst.state.status in (Status.ONLINE, Status.LAUNCHING):
+                self.sup.dispatch(inst, Restart(reason=reason))
+
+    async def _reload_for(self, app: App, reason: str) -> None:
+        try:
+            await self.reload_app(app)
+        except RequestError as e:
+            self.sup.announce(app.instances[0] if app.instances else None, "reload-failed", f"{reason}: {e.message}")
+
+    async def replace_instance(self, inst: Instance, reason: str) -> None:
+        """Restart one instance for a reason (memory, liveness): in cluster mode with a shared
+        socket, start the replacement first so capacity never drops; else a plain restart."""
+        app = inst.app
+        if inst not in app.instances or inst.state.status not in (Status.ONLINE, Status.LAUNCHING):
+            return
+        if not app.listeners or app.reloading:
+            self.sup.dispatch(inst, Restart(reason=reason))
+            return
+        app.reloading = True
+        try:
+            new = self.sup.add_replacement(app, inst.index)
+            why = await self._wait_ready(new)
+            if why is not None:
+                self.sup.delete(new)
+                await self._await_gone(new)
+                self.sup.announce(inst, "replace-failed", f"{reason}: the replacement {why}; restarting in place")
+                self.sup.dispatch(inst, Restart(reason=reason))
+                return
+            self.sup.delete(inst)
+            await self._await_gone(inst)
+            self.sup.adopt(new, inst)
+            new.last_restart_reason = reason
+        finally:
+            app.reloading = False
 
     # ------------------------------------------------------------ logging
 
@@ -163,27 +233,16 @@ class Daemon:
     # ------------------------------------------------------------ views
 
     def _usage(self, inst: Instance) -> tuple[float | None, int | None]:
-        child = inst.child
-        if child is None:
+        """Latest sample of the instance's whole process tree."""
+        if inst.child is None:
             return None, None
-        import psutil
-
-        try:
-            proc = self.psutil_cache.get(child.pid)
-            if proc is None:
-                proc = psutil.Process(child.pid)
-                proc.cpu_percent(None)
-                self.psutil_cache[child.pid] = proc
-                cpu = 0.0
-            else:
-                cpu = proc.cpu_percent(None)
-            mem = proc.memory_info().rss
-            for c in proc.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    mem += c.memory_info().rss
-            return cpu, mem
-        except psutil.Error:
+        usage = inst.usage
+        if usage is None or self.loop.time() - usage.time > 2 * self.monitor.current_interval() + 1:
+            self.monitor.tick()  # one /proc scan for every instance
+            usage = inst.usage
+        if usage is None:
             return None, None
+        return usage.cpu_percent, usage.memory
 
     def view(self, inst: Instance, *, full: bool = False, show_env: bool = False) -> dict[str, Any]:
         cfg = inst.app.config
@@ -221,6 +280,8 @@ class Daemon:
             "reason": st.reason,
             "ready": inst.is_ready(self.loop.time()),
             "notify_status": inst.status_text,
+            "health": self._health_of(inst),
+            "last_restart_reason": inst.last_restart_reason,
         }
         if full:
             v.update(
@@ -262,7 +323,52 @@ class Daemon:
                 v["env_hidden"] = True
         return v
 
+    def _health_of(self, inst: Instance) -> dict[str, Any] | None:
+        from corral.daemon.watch import health_view
+
+        if not inst.app.config.get("health"):
+            return None
+        holder: Any = inst.app if inst.app.listeners else inst
+        return health_view(holder) or {"status": "starting", "failures": 0, "successes": 0, "checks": 0, "last_error": None, "last_latency_ms": None, "last_change": None}
+
     # ------------------------------------------------------------ commands
+
+    def app_health(self, app: App) -> tuple[bool, str]:
+        """(healthy, reason) of one app for the aggregate: all instances online and probes healthy."""
+        want = len(app.instances)
+        online = [i for i in app.instances if i.state.status is Status.ONLINE]
+        if not app.instances:
+            return False, f"{app.name}: no instances"
+        if len(online) < want:
+            bad = next(i for i in app.instances if i.state.status is not Status.ONLINE)
+            return False, f"{app.name}: {len(online)}/{want} online ({bad.name}:{bad.id} is {bad.state.status}{': ' + bad.state.reason if bad.state.reason else ''})"
+        if app.config.get("health"):
+            holders: list[Any] = [app] if app.listeners else list(app.instances)
+            for h in holders:
+                st = h.health
+                if st is None or st.status != "healthy":
+                    status = st.status if st is not None else "starting"
+                    err = f" ({st.last_error})" if st is not None and st.last_error else ""
+                    return False, f"{app.name}: health {status}{err}"
+        return True, f"{app.name}: {want}/{want} online" + (", healthy" if app.config.get("health") else "")
+
+    async def cmd_health(self, args: dict[str, Any]) -> Any:
+        names = args.get("names") or []
+        if names:
+            missing = [n for n in names if n not in self.sup.apps]
+            if missing:
+                raise LookupError(f"no app named '{missing[0]}'")
+            apps = [self.sup.apps[n] for n in names]
+        else:
+            apps = [a for a in self.sup.apps.values() if a.config["autostart"]]
+        results = []
+        for app in apps:
+            ok, reason = self.app_health(app)
+            results.append({"name": app.name, "healthy": ok, "reason": reason})
+        return {"healthy": all(r["healthy"] for r in results), "apps": results}
+
+    async def cmd_history(self, args: dict[str, Any]) -> Any:
+        return {str(i.id): self.monitor.history(i) for i in self.sup.select(args["target"])}
 
     async def cmd_ping(self, args: dict[str, Any]) -> Any:
         return {"version": __version__, "pid": os.getpid(), "uptime": time.time() - self.started, "home": str(self.home.root), "protocol": protocol.VERSION}
@@ -755,6 +861,8 @@ async def run(home: Home) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(graceful()))
     await daemon.serve()
+    daemon.start_watchers()
+    await daemon.start_http()
     home.pid_file.write_text(f"{os.getpid()}\n")
     await daemon.stopping.wait()
     if daemon.server is not None:

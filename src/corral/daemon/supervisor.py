@@ -177,6 +177,11 @@ class Instance:
     status_text: str | None = None
     watchdog: asyncio.TimerHandle | None = None
     last_watchdog: float | None = None
+    usage: Any = None  # monitor.Usage of the latest sample
+    last_restart_reason: str | None = None
+    health: Any = None  # healthspec.HealthState when probed per instance
+    health_pid: int | None = None
+    health_spec: Any = None
 
     def __post_init__(self) -> None:
         self.refresh_format()
@@ -202,8 +207,13 @@ class Instance:
         if st.status is not Status.ONLINE:
             return False
         if st.policy.wait_ready or self.notified_ready:
-            return self.notified_ready
-        return st.started_at is not None and now - st.started_at >= READY_SETTLE
+            ready = self.notified_ready
+        else:
+            ready = st.started_at is not None and now - st.started_at >= READY_SETTLE
+        if ready and self.health is not None and self.health_pid == (self.child.pid if self.child else None):
+            # a per-instance readiness probe gates readiness too
+            return bool(self.health.status == "healthy")
+        return ready
 
     def log_paths(self) -> dict[str, str | None]:
         cfg = self.app.config
@@ -240,6 +250,9 @@ class App:
     listeners: list[listen.Listener] = field(default_factory=list)
     source: str | None = None
     reloading: bool = False
+    health: Any = None  # healthspec.HealthState when probed through the shared socket
+    health_pid: int | None = None
+    health_spec: Any = None
 
     def bind_listeners(self) -> None:
         """Bind the app's shared sockets (cluster mode); keeps those already bound to
@@ -299,6 +312,7 @@ class Supervisor:
         self.log_listeners: list[Callable[[Instance, str, list[bytes], float], None]] = []
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.cpu_count = os.cpu_count() or 1
+        self.extra_children: dict[int, asyncio.Future[int]] = {}
 
     # ------------------------------------------------------------ queries
 
@@ -559,11 +573,38 @@ class Supervisor:
             osproc.close_fd(child.pidfd)
             child.pidfd = None
 
+    def watch_pid(self, pid: int, done: asyncio.Future[int]) -> None:
+        """Deliver the wait status of a helper child (e.g. an exec probe) to a future."""
+        self.extra_children[pid] = done
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = None
+
+        def on_exit() -> None:
+            status = osproc.reap(pid)
+            if pidfd is not None:
+                self.loop.remove_reader(pidfd)
+                os.close(pidfd)
+            if status is not None:
+                self._finish_extra(pid, status)
+
+        if pidfd is not None:
+            self.loop.add_reader(pidfd, on_exit)
+            done.add_done_callback(lambda _f: self.extra_children.pop(pid, None))
+
+    def _finish_extra(self, pid: int, status: int) -> None:
+        fut = self.extra_children.pop(pid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(status)
+
     def reap_children(self) -> None:
         """SIGCHLD: reap everything that exited, including re-parented orphans."""
         for pid, status in osproc.reap_any():
             if pid in self.by_pid:
                 self.child_exited(pid, status)
+            elif pid in self.extra_children:
+                self._finish_extra(pid, status)
             else:
                 code, sig = osproc.decode_status(status)
                 self.log(f"[daemon] reaped orphan pid {pid} ({sig or f'code {code}'})")

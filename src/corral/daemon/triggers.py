@@ -1,0 +1,147 @@
+"""Restart triggers: ``cron_restart`` (croniter) and ``watch`` (watchfiles).
+
+Both libraries are imported only when an app uses them.  A trigger restarts
+the app's instances, or reloads them in cluster mode with a shared socket, so
+a cluster never drops below capacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from corral.daemon.supervisor import App, Supervisor
+
+# Never watched, whatever the config says: they change all the time and are not source.
+DEFAULT_IGNORES = (
+    ".git", ".hg", ".svn", "__pycache__", "*.pyc", "*.pyo", "node_modules", ".venv", "venv",
+    ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", "*.log", "logs", "log",
+    "*.swp", "*~", ".DS_Store", "*.db", "*.db-journal", "*.db-wal", "*.db-shm",
+)
+
+Action = Callable[["App", str], Awaitable[None]]
+
+
+def next_cron(pattern: str, after: float) -> float:
+    from croniter import croniter
+
+    return float(croniter(pattern, after).get_next(float))
+
+
+def validate_cron(pattern: str) -> None:
+    """Raise ValueError for a pattern croniter cannot read (when croniter is installed)."""
+    try:
+        from croniter import croniter
+    except ImportError:
+        return
+    if not croniter.is_valid(pattern):
+        raise ValueError(f"invalid cron pattern {pattern!r}")
+
+
+class Triggers:
+    def __init__(self, sup: Supervisor, action: Action) -> None:
+        self.sup = sup
+        self.action = action
+        self.cron: dict[str, tuple[str, asyncio.TimerHandle]] = {}
+        self.watchers: dict[str, tuple[Any, asyncio.Task[None], asyncio.Event]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.sync()
+            except Exception as e:
+                self.sup.log(f"[daemon] restart triggers: {e!r}")
+            await asyncio.sleep(0.5)
+
+    def sync(self) -> None:
+        """Arm or disarm triggers to match the apps' current configs."""
+        loop = asyncio.get_running_loop()
+        for name in list(self.cron):
+            app = self.sup.apps.get(name)
+            if app is None or app.config.get("cron_restart") != self.cron[name][0]:
+                self.cron.pop(name)[1].cancel()
+        for name in list(self.watchers):
+            app = self.sup.apps.get(name)
+            if app is None or self._watch_sig(app) != self.watchers[name][0]:
+                _, task, stop = self.watchers.pop(name)
+                stop.set()
+                task.cancel()
+        for app in list(self.sup.apps.values()):
+            pattern = app.config.get("cron_restart")
+            if pattern and app.name not in self.cron:
+                delay = max(0.0, next_cron(pattern, time.time()) - time.time())
+                handle = loop.call_later(delay, self._cron_fire, app.name, pattern)
+                self.cron[app.name] = (pattern, handle)
+            if app.config.get("watch") and app.name not in self.watchers:
+                stop = asyncio.Event()
+                task = loop.create_task(self._watch(app, stop))
+                self.watchers[app.name] = (self._watch_sig(app), task, stop)
+
+    def _cron_fire(self, name: str, pattern: str) -> None:
+        self.cron.pop(name, None)
+        app = self.sup.apps.get(name)
+        if app is None:
+            return
+        running = [i for i in app.instances if i.child is not None]
+        if running:
+            asyncio.get_running_loop().create_task(self.action(app, f"cron_restart '{pattern}'"))
+        # sync() re-arms the next occurrence
+
+    @staticmethod
+    def _watch_sig(app: App) -> Any:
+        cfg = app.config
+        return (str(cfg.get("watch")), tuple(cfg.get("ignore_watch") or ()), cfg.get("watch_delay"), cfg["cwd"])
+
+    def watch_paths(self, app: App) -> list[str]:
+        cfg = app.config
+        watch = cfg.get("watch")
+        paths = [cfg["cwd"]] if watch is True else [p if os.path.isabs(p) else os.path.join(cfg["cwd"], p) for p in watch]
+        return [p for p in paths if os.path.exists(p)]
+
+    def ignored(self, app: App, path: str) -> bool:
+        patterns = DEFAULT_IGNORES + tuple(app.config.get("ignore_watch") or ())
+        rel = os.path.relpath(path, app.config["cwd"])
+        parts = rel.split(os.sep)
+        for pat in patterns:
+            if any(fnmatch.fnmatch(part, pat) for part in parts) or fnmatch.fnmatch(rel, pat):
+                return True
+        return False
+
+    async def _watch(self, app: App, stop: asyncio.Event) -> None:
+        from watchfiles import awatch
+
+        paths = self.watch_paths(app)
+        if not paths:
+            self.sup.announce(app.instances[0] if app.instances else None, "warning", f"watch: none of the paths exist ({app.config.get('watch')})")
+            return
+        delay = int(app.config.get("watch_delay") or 1000)
+
+        def keep(_change: Any, path: str) -> bool:
+            return not self.ignored(app, path)
+
+        with contextlib.suppress(asyncio.CancelledError):
+            async for changes in awatch(*paths, watch_filter=keep, debounce=delay, step=50, stop_event=stop):
+                if app.name not in self.sup.apps or stop.is_set():
+                    return
+                files = sorted({os.path.relpath(p, app.config["cwd"]) for _, p in changes})
+                shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+                await self.action(app, f"watch: {shown} changed")
+
+    def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+        for _, handle in self.cron.values():
+            handle.cancel()
+        for _, task, stop in self.watchers.values():
+            stop.set()
+            task.cancel()

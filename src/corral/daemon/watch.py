@@ -1,0 +1,231 @@
+"""Background watchers of the daemon: resource sampling with memory limits, and health probes.
+
+Both run as one asyncio task each and look at the supervisor's current apps
+on every tick, so instances coming and going need no bookkeeping.  Actions
+(restart on a memory limit or a failed liveness probe) go back through the
+daemon, which replaces a cluster instance without dropping capacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from corral.daemon import monitor
+from corral.daemon.probes import exec_probe, http_probe, run_probe, tcp_probe
+from corral.healthspec import HealthSpec, HealthState, health_step, spec_from_config
+from corral.statemachine import Status
+from corral.units import format_bytes
+
+if TYPE_CHECKING:
+    from corral.daemon.supervisor import App, Instance, Supervisor
+
+FAST_INTERVAL = 1.0  # when some app has a memory limit
+SLOW_INTERVAL = 5.0  # otherwise: cheaper, still fresh enough for `ls`
+
+Replace = Callable[["Instance", str], Awaitable[None]]
+
+
+class ResourceMonitor:
+    def __init__(self, sup: Supervisor, replace_instance: Replace, interval: float | None = None) -> None:
+        self.sup = sup
+        self.replace_instance = replace_instance
+        self.interval = interval
+        self.sampler = monitor.TreeSampler()
+        self.pss = monitor.pss_available()
+        self.task: asyncio.Task[None] | None = None
+        self.pending: set[int] = set()  # pids already being restarted for memory
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    def current_interval(self) -> float:
+        if self.interval:
+            return self.interval
+        if any(app.config.get("max_memory_restart") for app in self.sup.apps.values()):
+            return FAST_INTERVAL
+        return SLOW_INTERVAL
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception as e:  # never let sampling kill the daemon
+                self.sup.log(f"[daemon] resource sampling failed: {e!r}")
+            await asyncio.sleep(self.current_interval())
+
+    def tick(self, procs: dict[int, monitor.ProcStat] | None = None) -> None:
+        now = time.monotonic()
+        procs = procs if procs is not None else monitor.snapshot()
+        kids = monitor.children_map(procs)
+        for inst in self.sup.instances():
+            child = inst.child
+            if child is None:
+                continue
+            cfg = inst.app.config
+            limit = cfg.get("max_memory_restart")
+            mode = cfg.get("memory_limit_mode") or "pss"
+            usage = monitor.sample_tree(self.sampler, id(inst), child.pid, procs, kids, now, want_pss=bool(limit) and mode == "pss" and self.pss)
+            inst.usage = usage
+            if usage is None or not limit or child.pid in self.pending:
+                continue
+            if inst.state.status is not Status.ONLINE:
+                continue
+            if usage.memory > limit:
+                what = "pss" if usage.pss is not None else "rss"
+                reason = f"memory {format_bytes(usage.memory)} > {format_bytes(limit)} ({what} of {usage.pids} processes)"
+                self.pending.add(child.pid)
+                inst.last_restart_reason = reason
+                self.sup.announce(inst, "memory", f"restarting: {reason}")
+                asyncio.get_running_loop().create_task(self._replace(inst, child.pid, reason))
+
+    async def _replace(self, inst: Instance, pid: int, reason: str) -> None:
+        try:
+            await self.replace_instance(inst, reason)
+        finally:
+            self.pending.discard(pid)
+
+    def history(self, inst: Instance) -> list[dict[str, Any]]:
+        return [{"time": u.time, "cpu": u.cpu_percent, "memory": u.memory} for u in self.sampler.history.get(id(inst), ())]
+
+
+class HealthManager:
+    """Runs each app's probe: per app through its shared socket, else per instance."""
+
+    TICK = 0.1
+
+    def __init__(self, sup: Supervisor, replace_instance: Replace, reload_app: Callable[[App, str], Awaitable[None]], watch_pid: Callable[[int, asyncio.Future[int]], None]) -> None:
+        self.sup = sup
+        self.replace_instance = replace_instance
+        self.reload_app = reload_app
+        self.watch_pid = watch_pid
+        self.due: dict[Any, float] = {}
+        self.running: dict[Any, asyncio.Task[None]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception as e:
+                self.sup.log(f"[daemon] health scheduling failed: {e!r}")
+            await asyncio.sleep(self.TICK)
+
+    def targets(self) -> list[tuple[Any, App, Instance | None]]:
+        out: list[tuple[Any, App, Instance | None]] = []
+        for app in self.sup.apps.values():
+            if not app.config.get("health"):
+                continue
+            running = [i for i in app.instances if i.child is not None and i.state.status is Status.ONLINE]
+            if app.listeners:
+                if running:
+                    out.append((("app", app.name), app, None))
+            else:
+                out.extend((("inst", id(i)), app, i) for i in running)
+        return out
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        live_keys = set()
+        for key, app, inst in self.targets():
+            live_keys.add(key)
+            spec = spec_from_config(app.config["health"])
+            holder: Any = inst if inst is not None else app
+            pid = inst.child.pid if inst is not None and inst.child is not None else None
+            state: HealthState | None = holder.health
+            if state is None or (inst is not None and holder.health_pid != pid) or holder.health_spec != spec:
+                holder.health = HealthState(since=now, last_change=now)
+                holder.health_pid = pid
+                holder.health_spec = spec
+                self.due[key] = now + min(spec.interval, 1.0) if spec.start_period == 0 else now + min(spec.interval, spec.start_period)
+            if key in self.running or now < self.due.get(key, 0):
+                continue
+            self.due[key] = now + spec.interval
+            self.running[key] = asyncio.get_running_loop().create_task(self.probe(key, app, inst, spec))
+        for key in list(self.due):
+            if key not in live_keys and key not in self.running:
+                del self.due[key]
+
+    def _factory(self, app: App, inst: Instance | None, spec: HealthSpec) -> Callable[[], Awaitable[tuple[bool, str | None]]]:
+        cfg = app.config
+        port: str | None = None
+        unix_path: str | None = None
+        host = "127.0.0.1"
+        if app.listeners:
+            ls = app.listeners[0]
+            if ls.port:
+                port = str(ls.port)
+                addr_host = ls.address.rpartition(":")[0].strip("[]")
+                if addr_host not in ("", "0.0.0.0", "::", "*"):
+                    host = addr_host
+            else:
+                unix_path = ls.address[5:]
+        elif inst is not None:
+            env = inst.env or {}
+            port = env.get("PORT")
+        target = spec.target
+        if spec.kind == "exec":
+            env = dict(inst.env) if inst is not None and inst.env else dict(app.base_env, **cfg["env"])
+            argv = list(target) if isinstance(target, list) else [str(target)]
+            return lambda: exec_probe(argv, cfg["cwd"], env, self.watch_pid)
+        text = str(target).replace("{port}", port or "").replace("{listen}", f"{host}:{port}" if port else "")
+        if spec.kind == "tcp":
+            address = text if not unix_path or "{" in str(target) else f"unix:{unix_path}"
+            return lambda: tcp_probe(address)
+        url = text if text.startswith("http") else f"http://{host}:{port or 80}{text}"
+        return lambda: http_probe(url, spec, unix_path if unix_path and not str(target).startswith("http") else None)
+
+    async def probe(self, key: Any, app: App, inst: Instance | None, spec: HealthSpec) -> None:
+        try:
+            ok, err, latency = await run_probe(self._factory(app, inst, spec), spec.timeout)
+            holder: Any = inst if inst is not None else app
+            if holder.health is None:
+                return
+            new, changed = health_step(holder.health, ok, err, latency, time.monotonic(), spec)
+            holder.health = new
+            if changed:
+                who = inst if inst is not None else (app.instances[0] if app.instances else None)
+                msg = f"{new.status}" + (f": {err}" if err else "")
+                self.sup.announce(who, "health", f"{'app ' + app.name + ' ' if inst is None else ''}{msg}")
+                if new.status == "unhealthy" and spec.liveness:
+                    reason = f"liveness probe failed {new.failures} times: {err}"
+                    if inst is not None:
+                        inst.last_restart_reason = reason
+                        await self.replace_instance(inst, reason)
+                    else:
+                        await self.reload_app(app, reason)
+                    holder.health = replace(new, failures=0)
+        except Exception as e:
+            self.sup.log(f"[daemon] probe failed to run: {e!r}")
+        finally:
+            self.running.pop(key, None)
+
+    def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+        for t in self.running.values():
+            t.cancel()
+        with contextlib.suppress(Exception):
+            self.running.clear()
+
+
+def health_view(holder: Any) -> dict[str, Any] | None:
+    st: HealthState | None = getattr(holder, "health", None)
+    if st is None:
+        return None
+    return {
+        "status": st.status,
+        "failures": st.failures,
+        "successes": st.successes,
+        "checks": st.checks,
+        "last_error": st.last_error,
+        "last_latency_ms": None if st.last_latency_ms is None else round(st.last_latency_ms, 2),
+        "last_change": time.time() - (time.monotonic() - st.last_change),
+    }
