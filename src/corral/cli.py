@@ -287,6 +287,19 @@ def cmd_healthcheck(ns: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_ecosystem(ns: argparse.Namespace) -> int:
+    # the ecosystem tools load the config machinery: imported only for this command
+    from corral.ecosystem_tools import main as ecosystem_main
+
+    return ecosystem_main(list(ns.rest))
+
+
+def cmd_monit(ns: argparse.Namespace) -> int:
+    from corral.monit import run_monit
+
+    return run_monit(_client(), interval=ns.interval)
+
+
 def cmd_kill(ns: argparse.Namespace) -> int:
     from corral.errors import DaemonError
 
@@ -337,6 +350,26 @@ def cmd_reload_logs(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _when(text: str, flag: str) -> float:
+    """``10m`` / ``2h`` / ``30s`` ago, a Unix time, or an ISO date-time."""
+    import time
+
+    text = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[:-1].replace(".", "", 1).isdigit() and text[-1:] in units:
+        return time.time() - float(text[:-1]) * units[text[-1]]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise UsageError(f"{flag} takes a duration ago (10m, 2h), a Unix time or an ISO date-time, got {text!r}")
+
+
 def cmd_logs(ns: argparse.Namespace) -> int:
     from corral import render
 
@@ -347,7 +380,13 @@ def cmd_logs(ns: argparse.Namespace) -> int:
     elif ns.err and not ns.out:
         streams = ["err"]
     colour = render.use_colour(sys.stdout)
-    args = {"target": targets, "lines": ns.lines, "streams": streams, "follow": not ns.nostream, "logs": True}
+    args: dict[str, Any] = {"target": targets, "lines": ns.lines, "streams": streams, "follow": not ns.nostream, "logs": True}
+    if ns.since:
+        args["since"] = _when(ns.since, "--since")
+    if ns.until:
+        args["until"] = _when(ns.until, "--until")
+    if ns.grep:
+        args["grep"] = ns.grep
     out = sys.stdout
     try:
         for msg in _client().stream("subscribe", args):
@@ -474,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--raw", action="store_true", help="messages only, no prefix")
     lg.add_argument("--out", action="store_true", help="standard output only")
     lg.add_argument("--err", action="store_true", help="standard error only")
+    lg.add_argument("--since", help="only lines from then on: 10m, 2h, or a date-time")
+    lg.add_argument("--until", help="only lines up to then (implies --nostream)")
+    lg.add_argument("--grep", help="only lines matching this regular expression")
     lg.set_defaults(func=cmd_logs)
 
     fl = sub.add_parser("flush", help="empty log files")
@@ -496,6 +538,17 @@ def build_parser() -> argparse.ArgumentParser:
     hc.add_argument("names", nargs="*")
     hc.set_defaults(func=cmd_healthcheck)
 
+    for name, text in (("export", "write Kubernetes manifests or a compose file for an ecosystem (see: corral export --help)"), ("startup", "install a systemd unit that runs the daemon at boot"), ("unstartup", "remove the systemd unit")):
+        sub.add_parser(name, help=text, add_help=False)
+
+    mo = sub.add_parser("monit", aliases=["monitor", "dashboard"], help="live terminal dashboard")
+    mo.add_argument("--interval", type=float, default=1.0, help="refresh interval in seconds")
+    mo.set_defaults(func=cmd_monit)
+
+    eco = sub.add_parser("ecosystem", help="check, convert or create ecosystem files (see: corral ecosystem --help)", add_help=False)
+    eco.add_argument("rest", nargs=argparse.REMAINDER)
+    eco.set_defaults(func=cmd_ecosystem)
+
     k = sub.add_parser("kill", help="stop every process, then the daemon")
     k.set_defaults(func=cmd_kill)
     return p
@@ -507,6 +560,14 @@ def main(argv: list[str] | None = None) -> int:
         from corral.runtime import main as run
 
         return run(argv[1:])
+    if argv[:1] == ["ecosystem"]:
+        from corral.ecosystem_tools import main as ecosystem_main
+
+        return ecosystem_main(argv)
+    if argv[:1] in (["export"], ["startup"], ["unstartup"]):
+        from corral.export import main as export_main
+
+        return export_main(argv)
     script_args: list[str] = []
     if "--" in argv:
         cut = argv.index("--")

@@ -109,6 +109,9 @@ COMMANDS: tuple[Command, ...] = (
             Param("lines", "int", "Last lines to send first.", default=0),
             Param("streams", "list[str]", "`out`, `err` or both.", default=["out", "err"]),
             Param("follow", "bool", "Keep streaming after the tail.", default=True),
+            Param("since", "float", "Tail only lines from this Unix time on.", default=None),
+            Param("until", "float", "Tail only lines up to this Unix time (no following).", default=None),
+            Param("grep", "str", "Only lines matching this regular expression (tail and live).", default=None),
         ),
         "stream of {stream: log|event, ...}",
         streaming=True,
@@ -120,6 +123,7 @@ BY_NAME: dict[str, Command] = {c.name: c for c in COMMANDS}
 _TYPES: dict[str, Any] = {
     "str": str,
     "int": int,
+    "float": (int, float),
     "bool": bool,
     "object": dict,
     "list[str]": list,
@@ -145,7 +149,7 @@ def check_args(cmd: Command, args: dict[str, Any]) -> dict[str, Any]:
             continue
         value = args[p.name]
         want = _TYPES[p.type]
-        if p.type == "int" and isinstance(value, bool):
+        if p.type in ("int", "float") and isinstance(value, bool):
             raise ValueError(f"field 'args.{p.name}' must be {p.type}")
         if p.type == "list[str]" and isinstance(value, str):
             value = [value]

@@ -12,9 +12,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from corral.logrotate import RotatePolicy
 
 MAX_LINE = 1024 * 1024  # a longer line is cut into pieces of this size
 
@@ -168,42 +173,132 @@ class LineFormatter:
 
 
 class LogFile:
-    """An append-only log file shared by every writer that names the same path."""
+    """An append-only log file shared by every writer that names the same path.
 
-    def __init__(self, path: str) -> None:
+    Rotation (by size, checked after each whole-line batch, or on a schedule)
+    renames the file and reopens a fresh one, so a line is never split and an
+    app is never held up for longer than a rename.  A write that fails (disk
+    full, unwritable path) counts the lines it could not write, reports the
+    failure once, and writing resumes by itself when it can.
+    """
+
+    def __init__(self, path: str, policy: RotatePolicy | None = None, events: LogEvents | None = None) -> None:
         self.path = path
+        self.policy = policy
+        self.events = events
         self.fd = -1
         self.refs = 0
+        self.size = 0
+        self.regular = False
+        self.ident: tuple[int, int] | None = None
         self.errors = 0
         self.last_error: str | None = None
+        self.failing = False
         self.lines_dropped = 0
-        self.open()
+        self.dropped_in_streak = 0
+        self.rotations = 0
+        self.next_rotation: float | None = None
+        try:
+            self.open()
+        except OSError as e:
+            self._fail(e, 0)
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        st = os.fstat(self.fd)
+        self.regular = stat.S_ISREG(st.st_mode)
+        self.size = st.st_size if self.regular else 0
+        self.ident = (st.st_dev, st.st_ino)
 
     def reopen(self) -> None:
         old = self.fd
+        self.fd = -1
         try:
             self.open()
         finally:
             if old >= 0 and old != self.fd:
                 os.close(old)
 
+    def _fail(self, e: OSError, line_count: int) -> None:
+        self.errors += 1
+        self.lines_dropped += line_count
+        self.dropped_in_streak += line_count
+        self.last_error = f"{self.path}: {e.strerror or e}"
+        if not self.failing:
+            self.failing = True
+            if self.events is not None:
+                self.events.write_failed(self, self.last_error)
+
+    def _recovered(self) -> None:
+        self.failing = False
+        if self.events is not None:
+            self.events.write_recovered(self, self.dropped_in_streak)
+        self.dropped_in_streak = 0
+
     def write(self, data: bytes, line_count: int) -> None:
         if self.fd < 0:
-            self.lines_dropped += line_count
-            return
+            try:
+                self.open()
+            except OSError as e:
+                self._fail(e, line_count)
+                return
         view = memoryview(data)
+        written = 0
         try:
             while view:
                 n = os.write(self.fd, view)
                 view = view[n:]
+                written += n
         except OSError as e:
-            self.errors += 1
-            self.last_error = f"{self.path}: {e.strerror}"
-            self.lines_dropped += line_count
+            # whole lines that did not reach the file are counted, never silently lost
+            self.size += written
+            lost = line_count if written == 0 else max(1, data[written:].count(b"\n"))
+            self._fail(e, lost)
+            return
+        self.size += written
+        if self.failing:
+            self._recovered()
+        if self.policy is not None and self.policy.max_size and self.regular and self.size >= self.policy.max_size:
+            self.rotate()
+
+    def rotate(self) -> str | None:
+        """Rename the current file aside and start a fresh one; None when nothing to rotate."""
+        if not self.regular or self.size == 0:
+            return None
+        from corral.logrotate import DEFAULT_DATE_SUFFIX, rotated_name
+
+        suffix = self.policy.date_suffix if self.policy else DEFAULT_DATE_SUFFIX
+        target = rotated_name(self.path, time.time(), suffix)
+        try:
+            os.rename(self.path, target)
+            self.reopen()
+        except OSError as e:
+            self._fail(e, 0)
+            return None
+        self.rotations += 1
+        if self.events is not None:
+            self.events.rotated(self, target)
+        return target
+
+    def check_moved(self) -> bool:
+        """Reopen when the file was deleted or moved from under us (external rotation)."""
+        if self.fd < 0 or not self.regular:
+            return False
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self.ident:
+                return False
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        try:
+            self.reopen()
+        except OSError as e:
+            self._fail(e, 0)
+            return False
+        return True
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -211,17 +306,33 @@ class LogFile:
             self.fd = -1
 
 
+class LogEvents:
+    """What a LogFile reports to its owner (the daemon): failures, recovery, rotations."""
+
+    def write_failed(self, f: LogFile, error: str) -> None:
+        pass
+
+    def write_recovered(self, f: LogFile, dropped: int) -> None:
+        pass
+
+    def rotated(self, f: LogFile, rotated_path: str) -> None:
+        pass
+
+
 class LogFiles:
     """Registry of open log files by path, reference counted (merge_logs shares them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: LogEvents | None = None) -> None:
         self._files: dict[str, LogFile] = {}
+        self.events = events
 
-    def acquire(self, path: str) -> LogFile:
+    def acquire(self, path: str, policy: RotatePolicy | None = None) -> LogFile:
         f = self._files.get(path)
         if f is None:
-            f = LogFile(path)
+            f = LogFile(path, policy, self.events)
             self._files[path] = f
+        elif policy is not None:
+            f.policy = policy
         f.refs += 1
         return f
 
@@ -230,6 +341,9 @@ class LogFiles:
         if f.refs <= 0:
             f.close()
             self._files.pop(f.path, None)
+
+    def get(self, path: str) -> LogFile | None:
+        return self._files.get(path)
 
     def reopen_all(self) -> int:
         n = 0

@@ -133,6 +133,20 @@ def describe(p: dict[str, Any]) -> str:
         rows.append((stream, path or "off"))
     for err in p.get("log_errors") or []:
         rows.append(("log error", err))
+    if p.get("log_lines_dropped"):
+        rows.append(("log lines lost", f"{p['log_lines_dropped']} (could not be written)"))
+    if p.get("log_rotations"):
+        rows.append(("log rotations", str(p["log_rotations"])))
+    if p.get("last_restart_reason"):
+        rows.append(("last restart", str(p["last_restart_reason"])))
+    health = p.get("health")
+    if isinstance(health, dict):
+        text = str(health.get("status"))
+        if health.get("last_error"):
+            text += f" ({health['last_error']})"
+        rows.append(("health", text))
+    if p.get("notify_status"):
+        rows.append(("app status", str(p["notify_status"])))
     width = max(len(k) for k, _ in rows)
     out = [f"Describing process with id {p.get('id')} - name {p.get('name')}"]
     out.extend(f"  {k:<{width}} : {v}" for k, v in rows)

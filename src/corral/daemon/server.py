@@ -29,7 +29,6 @@ from corral.paths import Home
 from corral.statemachine import Restart, Status
 
 SUBSCRIBER_QUEUE = 20000  # messages a follower may lag behind before it is dropped
-TAIL_MAX_BYTES = 8 * 1024 * 1024
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -90,6 +89,12 @@ class Daemon:
             self.log(f"[daemon] HTTP endpoint not started: {e}")
 
     def start_watchers(self) -> None:
+        from corral.daemon import settings
+
+        try:
+            self.sup.log_defaults = settings.log_defaults(str(self.home.root))
+        except ConfigError as e:
+            self.log(f"[daemon] settings ignored: {e.render()}")
         self.monitor.start()
         self.health.start()
         self.triggers.start()
@@ -311,7 +316,9 @@ class Daemon:
                     "exec_mode": cfg["exec_mode"],
                     "listen": [{"name": ls.name, "address": ls.address, "port": ls.port} for ls in inst.app.listeners] or cfg["listen"],
                     "wait_ready": cfg["wait_ready"],
-                    "log_errors": [f.last_error for f in self.sup.files.all() if f.last_error and f.path in (inst.log_paths().values())],
+                    "log_errors": [f.last_error for f in self.sup.files.all() if f.failing and f.last_error and f.path in (inst.log_paths().values())],
+                    "log_lines_dropped": sum(f.lines_dropped for f in self.sup.files.all() if f.path in inst.log_paths().values()),
+                    "log_rotations": sum(f.rotations for f in self.sup.files.all() if f.path in inst.log_paths().values()),
                 }
             )
             env = inst.env or self.sup.build_env(inst)
@@ -648,7 +655,13 @@ class Daemon:
         for inst in instances:
             paths.update(p for p in inst.log_paths().values() if p)
         flushed = []
+        from corral.logrotate import rotated_files
+
         for path in sorted(paths):
+            for old in rotated_files(path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(old)
+                    flushed.append(old)
             try:
                 with open(path, "r+b") as f:
                     f.truncate(0)
@@ -765,18 +778,29 @@ class Daemon:
             if stream not in streams or not wanted(inst):
                 return
             for line in lines:
-                push({"v": 1, "stream": "log", "time": ts, "name": inst.name, "id": inst.id, "type": stream, "message": line.decode("utf-8", "replace")})
+                text = line.decode("utf-8", "replace")
+                if grep is not None and not grep.search(text):
+                    continue
+                push({"v": 1, "stream": "log", "time": ts, "name": inst.name, "id": inst.id, "type": stream, "message": text})
 
         def on_event(ev: dict[str, Any]) -> None:
             if ev.get("id") is None or whole or ev.get("id") in ids or ev.get("name") in names:
                 push({"v": 1, **ev})
 
-        writer.write(protocol.encode(protocol.ok(req_id, {"subscribed": sorted(ids), "names": sorted(names)})))
         # Tail first, then register, in the same loop turn: no line lost or doubled.
+        grep = None
+        if args.get("grep"):
+            import re
+
+            try:
+                grep = re.compile(args["grep"])
+            except re.error as e:
+                raise RequestError("bad_args", f"field 'args.grep': not a regular expression: {e}")
+        writer.write(protocol.encode(protocol.ok(req_id, {"subscribed": sorted(ids), "names": sorted(names)})))
         if args["lines"] > 0 and args["logs"]:
-            for msg in self._tail(instances, streams, args["lines"]):
+            for msg in self._tail(instances, streams, args["lines"], args.get("since"), args.get("until"), grep):
                 writer.write(protocol.encode(msg))
-        if not args["follow"]:
+        if not args["follow"] or args.get("until") is not None:
             writer.write(protocol.encode({"v": 1, "stream": "end"}))
             await writer.drain()
             return
@@ -807,9 +831,11 @@ class Daemon:
             if on_event in self.sup.event_listeners:
                 self.sup.event_listeners.remove(on_event)
 
-    def _tail(self, instances: list[Instance], streams: set[str], n: int) -> list[dict[str, Any]]:
+    def _tail(self, instances: list[Instance], streams: set[str], n: int, since: float | None = None, until: float | None = None, grep: Any = None) -> list[dict[str, Any]]:
+        from corral import logread
+
         seen: set[str] = set()
-        out: list[dict[str, Any]] = []
+        groups: list[list[logread.LogLine]] = []
         for inst in instances:
             paths = inst.log_paths()
             for stream, key in (("out", "out_file"), ("err", "error_file")):
@@ -817,30 +843,11 @@ class Daemon:
                 if stream not in streams or not path or path in seen:
                     continue
                 seen.add(path)
-                for line in _tail_file(path, n):
-                    out.append({"v": 1, "stream": "log", "tail": True, "name": inst.name, "id": inst.id, "type": stream, "message": line, "path": path})
-        return out
-
-
-def _tail_file(path: str, n: int) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            block = 65536
-            data = b""
-            pos = size
-            while pos > 0 and data.count(b"\n") <= n and size - pos < TAIL_MAX_BYTES:
-                step = min(block, pos)
-                pos -= step
-                f.seek(pos)
-                data = f.read(step) + data
-    except OSError:
-        return []
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return [ln.decode("utf-8", "replace") for ln in lines[-n:]]
+                groups.append(logread.history(path, lines=n, name=inst.name, id=inst.id, type=stream, since=since, until=until, grep=grep))
+        return [
+            {"v": 1, "stream": "log", "tail": True, "time": ln.time, "name": ln.name, "id": ln.id, "type": ln.type, "message": ln.message}
+            for ln in logread.interleave(groups)
+        ]
 
 
 async def run(home: Home) -> int:

@@ -25,7 +25,8 @@ from corral import osproc
 from corral.config.keys import resolve_instances
 from corral.notify import NotifySocket
 from corral.config.loader import build_argv
-from corral.logsink import LineFormat, LineFormatter, LineFramer, LogFile, LogFiles
+from corral.logrotate import policy_from
+from corral.logsink import LineFormat, LineFormatter, LineFramer, LogEvents, LogFile, LogFiles
 from corral.paths import Home
 from corral.statemachine import (
     RUNNING,
@@ -238,7 +239,8 @@ class Instance:
     def targets_for(self, stream: str) -> list[LogFile]:
         paths = self.log_paths()
         wanted = [paths["out_file"] if stream == "out" else paths["error_file"], paths["log_file"]]
-        return [self.app.sup.files.acquire(p) for p in wanted if p]
+        policy = policy_from(self.app.config, self.app.sup.log_defaults)
+        return [self.app.sup.files.acquire(p, policy) for p in wanted if p]
 
 
 @dataclass(eq=False)
@@ -307,7 +309,9 @@ class Supervisor:
         self.apps: dict[str, App] = {}
         self.by_pid: dict[int, Instance] = {}
         self.next_id = 0
-        self.files = LogFiles()
+        self.files = LogFiles(DaemonLogEvents(self))
+        self.log_defaults: dict[str, Any] = {}
+        self._compressor: Any = None
         self.changed = asyncio.Condition()
         self.log_listeners: list[Callable[[Instance, str, list[bytes], float], None]] = []
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -653,6 +657,40 @@ class Supervisor:
             del self.apps[app.name]
             app.close_listeners()
 
+    def rotated_file(self, path: str, rotated_path: str, policy: Any) -> None:
+        """Compress and prune in a worker thread, in order, never on the event loop."""
+        if not policy.compress and policy.retain is None:
+            return
+        if self._compressor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._compressor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-logrotate")
+        fut = self.loop.run_in_executor(self._compressor, _finish_rotation, path, rotated_path, policy.compress, policy.retain)
+
+        def done(f: asyncio.Future[list[str]]) -> None:
+            if f.exception() is not None:
+                self.log(f"[daemon] rotating {path}: {f.exception()!r}")
+
+        fut.add_done_callback(done)
+
+    def log_tick(self) -> None:
+        """Every second: notice files moved or deleted from under us; scheduled rotations."""
+        now = time.time()
+        for f in self.files.all():
+            if f.check_moved():
+                self.log(f"[daemon] {f.path} was moved or deleted: reopened")
+            policy = f.policy
+            if policy is not None and policy.interval:
+                if f.next_rotation is None:
+                    from corral.logrotate import next_interval
+
+                    f.next_rotation = next_interval(policy.interval, now)
+                elif now >= f.next_rotation:
+                    from corral.logrotate import next_interval
+
+                    f.rotate()
+                    f.next_rotation = next_interval(policy.interval, now)
+
     def release_targets(self, targets: list[LogFile]) -> None:
         for t in targets:
             self.files.release(t)
@@ -749,6 +787,43 @@ class Supervisor:
 
     def delete(self, inst: Instance) -> None:
         self.dispatch(inst, Delete())
+
+
+class DaemonLogEvents(LogEvents):
+    """Log file failures are reported once (daemon log, event stream); rotated files are
+    compressed and pruned off the event loop."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    def _owner(self, f: LogFile) -> Instance | None:
+        for inst in self.sup.instances():
+            if f.path in inst.log_paths().values():
+                return inst
+        return None
+
+    def write_failed(self, f: LogFile, error: str) -> None:
+        self.sup.announce(self._owner(f), "log-error", f"cannot write {error}; the app keeps running, lost lines are counted")
+
+    def write_recovered(self, f: LogFile, dropped: int) -> None:
+        self.sup.announce(self._owner(f), "log-recovered", f"writing to {f.path} again; {dropped} lines could not be written")
+
+    def rotated(self, f: LogFile, rotated_path: str) -> None:
+        policy = f.policy
+        if policy is None:
+            return
+        self.sup.rotated_file(f.path, rotated_path, policy)
+
+
+def _finish_rotation(path: str, rotated_path: str, compress: bool, retain: int) -> list[str]:
+    from corral.logrotate import apply_retention, compress_file
+
+    if compress:
+        try:
+            compress_file(rotated_path)
+        except FileNotFoundError:
+            pass
+    return apply_retention(path, retain)
 
 
 def _alive(pid: int) -> bool:

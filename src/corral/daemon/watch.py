@@ -51,12 +51,20 @@ class ResourceMonitor:
         return SLOW_INTERVAL
 
     async def run(self) -> None:
+        last_sample = 0.0
         while True:
+            now = time.monotonic()
+            if now - last_sample >= self.current_interval() - 0.01:
+                last_sample = now
+                try:
+                    self.tick()
+                except Exception as e:  # never let sampling kill the daemon
+                    self.sup.log(f"[daemon] resource sampling failed: {e!r}")
             try:
-                self.tick()
-            except Exception as e:  # never let sampling kill the daemon
-                self.sup.log(f"[daemon] resource sampling failed: {e!r}")
-            await asyncio.sleep(self.current_interval())
+                self.sup.log_tick()
+            except Exception as e:
+                self.sup.log(f"[daemon] log file check failed: {e!r}")
+            await asyncio.sleep(1.0)
 
     def tick(self, procs: dict[int, monitor.ProcStat] | None = None) -> None:
         now = time.monotonic()

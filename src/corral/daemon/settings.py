@@ -1,0 +1,55 @@
+"""Daemon-wide settings from ``$CORRAL_HOME/corral.toml``.
+
+::
+
+    [http]
+    listen = "127.0.0.1:9615"   # /healthz, /readyz, /metrics (also env CORRAL_HTTP)
+    metrics = true
+
+    [logs]                      # defaults for every app's log rotation
+    log_max_size = "10M"        # pm2-logrotate's names work too: max_size, retain,
+    log_retain = 10             # compress, dateFormat, rotateInterval
+    log_compress = true
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from corral.errors import ConfigError
+
+
+def read(home_root: str) -> dict[str, Any]:
+    path = os.path.join(home_root, "corral.toml")
+    if not os.path.exists(path):
+        return {}
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"invalid settings: {e}", file=path)
+
+
+def log_defaults(home_root: str) -> dict[str, Any]:
+    """The [logs] table, with pm2-logrotate's names mapped, parsed by the app keys' parsers."""
+    from corral.config.keys import KEY_BY_NAME
+    from corral.logrotate import PM2_LOGROTATE_NAMES
+
+    table = read(home_root).get("logs") or {}
+    out: dict[str, Any] = {}
+    path = os.path.join(home_root, "corral.toml")
+    for key, value in table.items():
+        canon = PM2_LOGROTATE_NAMES.get(key, key)
+        spec = KEY_BY_NAME.get(canon)
+        if spec is None or not canon.startswith("log_"):
+            raise ConfigError(f"unknown key in [logs]: {key!r}", file=path, key=f"logs.{key}")
+        if canon == "log_rotate_interval" and value in (None, "", False):
+            continue
+        try:
+            out[canon] = spec.parse(value)
+        except ValueError as e:
+            raise ConfigError(str(e), file=path, key=f"logs.{key}")
+    return out

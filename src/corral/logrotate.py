@@ -1,0 +1,142 @@
+"""Log rotation policy: naming, retention and compression of rotated files.
+
+Rotated files are named like pm2-logrotate's: ``web-out__2026-11-28_10-30-00.log``
+(``log_date_suffix`` in moment tokens), with ``_N`` added when several rotations
+fall in the same second, and ``.gz`` when compressed.  Retention keeps the
+newest ``log_retain`` rotated files of each log and deletes the oldest first.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_DATE_SUFFIX = "YYYY-MM-DD_HH-mm-ss"
+DEFAULT_RETAIN = 30
+SEPARATOR = "__"
+
+# pm2-logrotate's setting names, accepted in the daemon settings ([logs] in corral.toml)
+PM2_LOGROTATE_NAMES = {
+    "max_size": "log_max_size",
+    "retain": "log_retain",
+    "compress": "log_compress",
+    "dateFormat": "log_date_suffix",
+    "rotateInterval": "log_rotate_interval",
+}
+NAMED_INTERVALS = {"daily": "0 0 * * *", "hourly": "0 * * * *", "weekly": "0 0 * * 0", "monthly": "0 0 1 * *"}
+
+
+@dataclass(frozen=True)
+class RotatePolicy:
+    max_size: int | None = None
+    interval: str | None = None  # cron pattern
+    retain: int = DEFAULT_RETAIN
+    compress: bool = False
+    date_suffix: str = DEFAULT_DATE_SUFFIX
+
+    @property
+    def active(self) -> bool:
+        return bool(self.max_size or self.interval)
+
+
+def policy_from(cfg: dict[str, Any], defaults: dict[str, Any] | None = None) -> RotatePolicy | None:
+    """The app's keys win over the daemon-wide defaults."""
+    d = defaults or {}
+
+    def pick(key: str) -> Any:
+        value = cfg.get(key)
+        return value if value is not None else d.get(key)
+
+    max_size = pick("log_max_size")
+    interval = pick("log_rotate_interval")
+    if not max_size and not interval:
+        return None
+    if interval:
+        interval = NAMED_INTERVALS.get(str(interval).strip().lower(), str(interval))
+    retain = pick("log_retain")
+    compress = pick("log_compress")
+    suffix = pick("log_date_suffix")
+    return RotatePolicy(
+        max_size=int(max_size) if max_size else None,
+        interval=interval or None,
+        retain=DEFAULT_RETAIN if retain is None else int(retain),
+        compress=bool(compress),
+        date_suffix=suffix or DEFAULT_DATE_SUFFIX,
+    )
+
+
+def rotated_name(path: str, ts: float, date_suffix: str) -> str:
+    from corral.logsink import compile_date_format
+
+    stem, ext = os.path.splitext(path)
+    stamp = compile_date_format(date_suffix)(ts)
+    candidate = f"{stem}{SEPARATOR}{stamp}{ext or '.log'}"
+    n = 1
+    while os.path.exists(candidate) or os.path.exists(candidate + ".gz"):
+        candidate = f"{stem}{SEPARATOR}{stamp}_{n}{ext or '.log'}"
+        n += 1
+    return candidate
+
+
+def rotated_files(path: str) -> list[str]:
+    """Rotated files of one log, oldest first (by modification time, then name)."""
+    stem, ext = os.path.splitext(path)
+    pattern = f"{glob.escape(stem)}{SEPARATOR}*"
+    found = []
+    for p in glob.glob(pattern):
+        rest = p[len(stem) + len(SEPARATOR) :]
+        if rest.endswith(".gz"):
+            rest = rest[:-3]
+        if ext and not rest.endswith(ext):
+            continue
+        if SEPARATOR in rest:  # another log's rotated file (a longer stem)
+            continue
+        found.append(p)
+
+    def key(p: str) -> tuple[float, str]:
+        try:
+            return os.stat(p).st_mtime, p
+        except OSError:
+            return 0.0, p
+
+    return sorted(found, key=key)
+
+
+def apply_retention(path: str, retain: int) -> list[str]:
+    """Delete rotated files beyond ``retain``, oldest first; returns what was deleted."""
+    files = rotated_files(path)
+    doomed = files[: max(0, len(files) - retain)]
+    for p in doomed:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+    return doomed
+
+
+def compress_file(path: str) -> str:
+    """gzip a rotated file next to itself, keeping its mtime; removes the original."""
+    target = path + ".gz"
+    tmp = target + ".tmp"
+    st = os.stat(path)
+    with open(path, "rb") as src, gzip.open(tmp, "wb", compresslevel=6) as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+    os.utime(tmp, (st.st_atime, st.st_mtime))
+    os.replace(tmp, target)
+    os.unlink(path)
+    return target
+
+
+def next_interval(pattern: str, after: float) -> float:
+    from croniter import croniter
+
+    return float(croniter(pattern, after).get_next(float))
+
+
+def now() -> float:
+    return time.time()
