@@ -102,7 +102,6 @@ def history(
         return []
     files = [*rotated_files(path), path]
     picked: list[LogLine] = []
-    order = 0
     for file_index, file in enumerate(reversed(files)):
         try:
             mtime = os.stat(file).st_mtime
@@ -134,9 +133,8 @@ def history(
         if len(picked) >= lines:
             break
     picked = picked[-lines:]
-    for ln in picked:
-        ln.order = order
-        order += 1
+    for i, ln in enumerate(picked):
+        ln.order = i
     return picked
 
 

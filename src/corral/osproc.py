@@ -60,9 +60,9 @@ def _resolve_user(uid: str | int | None, gid: str | int | None) -> tuple[int | N
             g = (grp.getgrgid(gid) if isinstance(gid, int) else grp.getgrnam(gid)).gr_gid
         except KeyError:
             raise SpawnError(f"unknown group {gid!r}")
-    if (u is not None and u != os.geteuid()) or (g is not None and g != os.getegid()):
-        if os.geteuid() != 0:
-            raise SpawnError("uid/gid need the daemon to run as root")
+    changes_identity = (u is not None and u != os.geteuid()) or (g is not None and g != os.getegid())
+    if changes_identity and os.geteuid() != 0:
+        raise SpawnError("uid/gid need the daemon to run as root")
     return u, g
 
 

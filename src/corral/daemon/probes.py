@@ -10,7 +10,7 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from corral.healthspec import HealthSpec
@@ -95,12 +95,14 @@ async def exec_probe(argv: list[str], cwd: str, env: dict[str, str], watch: Call
     return False, f"exit code {code}" + (f": {tail[-1][:120]}" if tail else "")
 
 
-async def run_probe(coro_factory: Callable[[], object], timeout: float) -> tuple[bool, str | None, float]:
+async def run_probe(coro_factory: Callable[[], Awaitable[tuple[bool, str | None]]], timeout: float) -> tuple[bool, str | None, float]:
     """(ok, error, latency ms), never raising."""
     async with _sem():
         t0 = time.monotonic()
+        ok: bool
+        err: str | None
         try:
-            ok, err = await asyncio.wait_for(coro_factory(), timeout)  # type: ignore[arg-type]
+            ok, err = await asyncio.wait_for(coro_factory(), timeout)
         except TimeoutError:
             ok, err = False, f"timed out after {timeout:g}s"
         except ConnectionRefusedError:

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from corral import __version__, commands, protocol
-from corral.config.loader import normalize_app
 from corral import listeners as listen
+from corral.config.loader import normalize_app
 from corral.daemon.supervisor import READY_SETTLE, App, Instance, Supervisor, is_secret
 from corral.errors import ConfigError
 from corral.paths import Home
@@ -57,6 +57,7 @@ class Daemon:
         self.sup = Supervisor(home, self.loop, self.log)
         self.server: asyncio.AbstractServer | None = None
         self.stopping = asyncio.Event()
+        self.systemd_notified = False
         self.handlers: dict[str, Handler] = {}
         for cmd in commands.COMMANDS:
             if cmd.streaming:
@@ -384,8 +385,6 @@ class Daemon:
         apps = []
         for i, raw in enumerate(raw_apps):
             name = raw.get("name") if isinstance(raw.get("name"), str) else f"#{i + 1}"
-            for internal in ("env_names", "script", "interpreter"):
-                pass
             clean = {k: v for k, v in raw.items() if k != "env_names"}
             try:
                 app, _warnings, _ignored = normalize_app(clean, label="request", resolve=False)
@@ -445,6 +444,7 @@ class Daemon:
                     self.sup.restart(inst)
             touched.extend(existing.instances)
         await self._await_settled(touched)
+        self.notify_systemd()
         return {"processes": [self.view(i) for i in touched if i in i.app.instances]}
 
     # ------------------------------------------------------------ reload and scale
@@ -732,7 +732,19 @@ class Daemon:
                     self.sup.start(inst)
                 started.extend(app.instances)
         await self._await_settled(started)
+        self.notify_systemd()
         return {"processes": [self.view(i) for i in started], "source": source}
+
+    def notify_systemd(self) -> None:
+        """Under systemd (NOTIFY_SOCKET in the daemon's env), READY=1 once every autostart app is online."""
+        if self.systemd_notified or not os.environ.get("NOTIFY_SOCKET"):
+            return
+        apps = [a for a in self.sup.apps.values() if a.config["autostart"]]
+        if all(i.state.status is Status.ONLINE for a in apps for i in a.instances):
+            import corral
+
+            corral.notify(ready=True, status=f"{sum(len(a.instances) for a in apps)} processes online", mainpid=str(os.getpid()))
+            self.systemd_notified = True
 
     async def stop_all(self) -> int:
         instances = self.sup.instances()

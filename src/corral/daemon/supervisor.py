@@ -23,10 +23,10 @@ from typing import Any
 from corral import listeners as listen
 from corral import osproc
 from corral.config.keys import resolve_instances
-from corral.notify import NotifySocket
 from corral.config.loader import build_argv
 from corral.logrotate import policy_from
 from corral.logsink import LineFormat, LineFormatter, LineFramer, LogEvents, LogFile, LogFiles
+from corral.notify import NotifySocket
 from corral.paths import Home
 from corral.statemachine import (
     RUNNING,
@@ -34,11 +34,11 @@ from corral.statemachine import (
     CancelTimer,
     Delete,
     Effect,
-    Ready,
     Event,
     Exited,
     Policy,
     ProcState,
+    Ready,
     Remove,
     Restart,
     Signal,
@@ -183,6 +183,7 @@ class Instance:
     health: Any = None  # healthspec.HealthState when probed per instance
     health_pid: int | None = None
     health_spec: Any = None
+    cgroup: str | None = None
 
     def __post_init__(self) -> None:
         self.refresh_format()
@@ -317,6 +318,8 @@ class Supervisor:
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.cpu_count = os.cpu_count() or 1
         self.extra_children: dict[int, asyncio.Future[int]] = {}
+        self.cgroup_support: Any = None
+        self.cgroup_notified: set[str] = set()
 
     # ------------------------------------------------------------ queries
 
@@ -523,6 +526,8 @@ class Supervisor:
             return
         for ls in to_close:
             ls.close()
+        if cfg.get("memory_max") or cfg.get("cpu_max"):
+            self._apply_hard_limits(inst, child.pid)
         if cfg.get("watchdog_sec"):
             self._arm_watchdog(inst)
         inst.child = child
@@ -535,6 +540,25 @@ class Supervisor:
             self.loop.add_reader(child.pidfd, self._on_pidfd, child)
         self._write_pid_file(inst, child.pid)
         self.dispatch(inst, Spawned(child.pid))
+
+    def _apply_hard_limits(self, inst: Instance, pid: int) -> None:
+        from corral.daemon import cgroups
+
+        if self.cgroup_support is None:
+            self.cgroup_support = cgroups.detect()
+        support = self.cgroup_support
+        cfg = inst.app.config
+        if support.base is None:
+            if inst.app.name not in self.cgroup_notified:
+                self.cgroup_notified.add(inst.app.name)
+                self.announce(inst, "notice", f"memory_max/cpu_max not applied: {support.reason}; only the sampled max_memory_restart applies")
+            return
+        try:
+            path = cgroups.create(support, f"corral-{inst.app.name}-{inst.id}", cfg.get("memory_max"), cfg.get("cpu_max"))
+            cgroups.move(path, pid)
+            inst.cgroup = path
+        except OSError as e:
+            self.announce(inst, "notice", f"memory_max/cpu_max not applied: {e}")
 
     def _write_pid_file(self, inst: Instance, pid: int) -> None:
         path = inst.app.config.get("pid_file")
@@ -623,6 +647,11 @@ class Supervisor:
         for reader in list(inst.readers):
             reader.drain()
         inst.child = None
+        if inst.cgroup:
+            from corral.daemon import cgroups
+
+            cgroups.remove(inst.cgroup)
+            inst.cgroup = None
         if inst.watchdog:
             inst.watchdog.cancel()
             inst.watchdog = None
