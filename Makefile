@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 docs: $(STAMP)
-	$(PY) -m corral.config.docs --write docs/config.md
+	$(PY) -m corral.config.docs --write
 	$(PY) -m corral.protocol_docs --write docs/protocol.md
 
 bench: $(STAMP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:ib|i|b)?|(b)?)\s*$", re.IGNORECASE)
 _SIZE_MULT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 _DUR_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
@@ -30,7 +30,7 @@ def parse_size(value: object) -> int:
         m = _SIZE_RE.match(value)
         if m:
             number, unit, _ = m.groups()
-            return int(float(number) * _SIZE_MULT[unit.lower()])
+            return int(float(number) * _SIZE_MULT[(unit or "").lower()])
     raise ValueError(f"expected a size such as '500M', '1G' or a number of bytes, got {value!r}")
 
 

@@ -9,6 +9,7 @@ and ``docs/config.md`` (``corral.config.docs``) are both built from
 
 from __future__ import annotations
 
+import math
 import shlex
 import signal
 from collections.abc import Callable
@@ -37,13 +38,20 @@ class Key:
 # ---------------------------------------------------------------- parsers
 
 
+def scalar_str(value: int | float | str) -> str:
+    """A number as text the way JavaScript prints it: ``3000.0`` is ``"3000"``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return str(value)
+
+
 def p_str(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, bool) or value is None:
         raise ValueError(f"expected a string, got {value!r}")
     if isinstance(value, int | float):
-        return str(value)
+        return scalar_str(value)
     raise ValueError(f"expected a string, got {type(value).__name__} {value!r}")
 
 
@@ -51,6 +59,27 @@ def p_opt_str(value: Any) -> str | None:
     if value is None:
         return None
     return p_str(value)
+
+
+def p_interpreter(value: Any) -> str | None:
+    """A program, or ``none`` (any case) to run the script directly; empty means the default."""
+    if value is None:
+        return None
+    s = p_str(value).strip()
+    if not s:
+        return None
+    if s.lower() == "none":
+        return "none"
+    return s
+
+
+def p_namespace(value: Any) -> str:
+    s = p_str(value).strip()
+    if not s:
+        raise ValueError("must not be empty")
+    if any(c in s for c in "\0\n"):
+        raise ValueError(f"{s!r} is not a valid namespace (no newlines)")
+    return s
 
 
 def p_name(value: Any) -> str:
@@ -100,20 +129,28 @@ def p_nonneg_int(value: Any) -> int:
     return n
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return value
+
+
 def p_duration(value: Any) -> int:
-    return parse_duration_ms(value)
+    return parse_duration_ms(_finite(value))
 
 
 def p_opt_duration(value: Any) -> int | None:
+    """A duration where ``0``, ``false`` or nothing means off (``None``)."""
     if value is None or value is False:
         return None
-    return parse_duration_ms(value)
+    return parse_duration_ms(_finite(value)) or None
 
 
 def p_opt_size(value: Any) -> int | None:
-    if value is None or value is False or value == 0:
+    """A size where ``0``, ``false`` or nothing means off (``None``)."""
+    if value is None or value is False:
         return None
-    return parse_size(value)
+    return parse_size(_finite(value)) or None
 
 
 def p_args(value: Any) -> list[str]:
@@ -130,10 +167,10 @@ def p_args(value: Any) -> list[str]:
         for item in value:
             if isinstance(item, bool) or item is None or isinstance(item, dict | list):
                 raise ValueError(f"every argument must be a string or number, got {item!r}")
-            out.append(str(item))
+            out.append(scalar_str(item))
         return out
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return [str(value)]
+        return [scalar_str(value)]
     raise ValueError(f"expected a string or a list of strings, got {value!r}")
 
 
@@ -151,7 +188,7 @@ def p_env(value: Any) -> dict[str, str]:
         elif v is None:
             out[k] = ""
         elif isinstance(v, int | float | str):
-            out[k] = str(v)
+            out[k] = scalar_str(v)
         else:
             raise ValueError(f"variable {k!r} must be a string, number or boolean, got {v!r}")
     return out
@@ -165,7 +202,10 @@ def p_instances(value: Any) -> int | str:
     """
     if isinstance(value, str) and value.strip().lower() == "max":
         return "max"
-    n = p_int(value)
+    try:
+        n = p_int(value)
+    except ValueError:
+        raise ValueError(f"expected a number, 'max' or -N (CPUs minus N), got {value!r}")
     if n == 0:
         return "max"
     return n
@@ -271,11 +311,24 @@ def p_cron(value: Any) -> str | None:
     for f in fields:
         if not f or any(c not in allowed for c in f):
             raise ValueError(f"invalid cron field {f!r} in {value!r}")
+    from corral.daemon.triggers import validate_cron
+
+    validate_cron(s)
     return s
 
 
 def p_listen(value: Any) -> list[str]:
-    items = p_str_list(value)
+    """``HOST:PORT``, ``unix:/path``, or a bare port (``8000`` = ``0.0.0.0:8000``), or a list."""
+    if value is None:
+        return []
+    raw = value if isinstance(value, list) else [value]
+    items: list[str] = []
+    for item in raw:
+        if isinstance(item, int) and not isinstance(item, bool):
+            item = str(item)
+        if not isinstance(item, str):
+            raise ValueError(f"expected 'HOST:PORT', 'unix:/path' or a port, got {item!r}")
+        items.append(f"0.0.0.0:{item}" if item.isdigit() else item)
     for item in items:
         if item.startswith("unix:"):
             if len(item) <= 5:
@@ -293,6 +346,59 @@ def p_port(value: Any) -> int | None:
     n = p_int(value)
     if not 0 <= n <= 65535:
         raise ValueError(f"a port is 0 to 65535, got {n}")
+    return n
+
+
+def p_backlog(value: Any) -> int:
+    n = p_int(value)
+    if not 1 <= n <= 65535:
+        raise ValueError(f"a backlog is 1 to 65535, got {n}")
+    return n
+
+
+def p_health(value: Any) -> dict[str, Any] | None:
+    from corral.healthspec import parse_health
+
+    return parse_health(value)
+
+
+def p_memory_mode(value: Any) -> str:
+    s = p_str(value).strip().lower()
+    if s not in ("pss", "rss"):
+        raise ValueError(f"expected 'pss' or 'rss', got {value!r}")
+    return s
+
+
+def p_rotate_interval(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    from corral.logrotate import NAMED_INTERVALS
+
+    s = p_str(value).strip()
+    if s.lower() in NAMED_INTERVALS:
+        return s.lower()
+    return p_cron(s)
+
+
+def p_opt_nonneg_int(value: Any) -> int | None:
+    return None if value is None else p_nonneg_int(value)
+
+
+def p_opt_bool(value: Any) -> bool | None:
+    return None if value is None else p_bool(value)
+
+
+def p_opt_cpus(value: Any) -> float | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a number of CPUs such as 0.5 or 2, got {value!r}")
+    try:
+        n = float(value)
+    except ValueError:
+        raise ValueError(f"expected a number of CPUs such as 0.5 or 2, got {value!r}")
+    if n <= 0:
+        raise ValueError(f"a CPU limit must be more than 0, got {value!r}")
     return n
 
 
@@ -322,50 +428,86 @@ KEYS: tuple[Key, ...] = (
     Key("name", p_name, None, "Name of the app; defaults to the script's file name without extension.", "string"),
     Key("script", p_str, None, "File to run, or a program on PATH (`uvicorn`, `gunicorn`, `npm`...). Required.", "string", ("cmd", "exec")),
     Key("args", p_args, [], "Arguments passed to the script: a string (split like a shell) or a list.", "string or list"),
-    Key("interpreter", p_opt_str, None, "Program that runs the script. `none` runs it directly. Default by extension: `.py` -> the active virtualenv's python, else python3; `.js` -> node; `.sh` -> bash; anything else runs directly.", "string", ("exec_interpreter",)),
-    Key("interpreter_args", p_args, [], "Arguments for the interpreter, before the script (e.g. `-u`, `-X dev`, `-m`).", "string or list", ("node_args", "interpreterArgs")),
+    Key("interpreter", p_interpreter, None, "Program that runs the script. `none` runs it directly. Default by extension: `.py` -> the active virtualenv's python, else the one of Corral's own virtualenv, else python3; `.js` -> node; `.sh` -> bash; anything else runs directly.", "string", ("exec_interpreter",)),
+    Key("interpreter_args", p_args, [], "Arguments for the interpreter, before the script (e.g. `-u`, `-X dev`, `-m`).", "string or list", ("node_args",)),
     Key("cwd", p_opt_str, None, "Working directory; relative to the ecosystem file's folder. Default: that folder.", "path"),
     Key("env", p_env, {}, "Environment variables; any scalar value becomes a string. `env_<name>` tables are merged over it with `--env <name>`.", "table"),
     Key("instances", p_instances, 1, "How many instances: a number, `max` or `0` (one per CPU), `-N` (CPUs minus N).", "int or 'max'", ("instance_count",)),
-    Key("exec_mode", p_exec_mode, "fork", "`fork` or `cluster` (also PM2's `fork_mode`, `cluster_mode`). In cluster mode instances share the app's listening sockets.", "string", ("execMode", "mode")),
+    Key("exec_mode", p_exec_mode, "fork", "`fork` or `cluster` (also PM2's `fork_mode`, `cluster_mode`). In cluster mode instances share the app's listening sockets.", "string", (), "`fork` is active; `cluster` runs its instances like `fork` until cluster mode lands"),
     Key("instance_var", p_str, "NODE_APP_INSTANCE", "Environment variable holding the instance number (Corral also always sets `CORRAL_INSTANCE`).", "string"),
     Key("increment_var", p_opt_str, None, "Environment variable incremented for each instance (e.g. `PORT`: 3000, 3001, ...).", "string"),
-    Key("namespace", p_str, "default", "Namespace: commands accept it in place of names.", "string"),
+    Key("namespace", p_namespace, "default", "Namespace: commands accept it in place of names.", "string"),
     Key("autorestart", p_bool, True, "Restart the app when it exits on its own.", "bool", ("auto_restart",)),
     Key("autostart", p_bool, True, "Start the app when its ecosystem file is started; `false` only registers it.", "bool"),
     Key("max_restarts", p_nonneg_int, 16, "Unstable restarts in a row (each exit within `min_uptime`) before the app is marked `errored`.", "int"),
     Key("min_uptime", p_duration, 1000, "Uptime below which an exit counts as unstable (`10s`, `2m`, or ms).", "duration"),
     Key("restart_delay", p_duration, 0, "Delay before restarting a crashed app.", "duration"),
     Key("exp_backoff_restart_delay", p_opt_duration, None, "Exponential backoff: first delay; multiplied by 1.5 after each crash, capped at 15 s, reset after 30 s of healthy run.", "duration"),
-    Key("stop_exit_codes", p_exit_codes, [], "Exit codes after which the app is not restarted.", "list of int", ("stopExitCodes",)),
-    Key("kill_timeout", p_duration, 1600, "Grace period after `kill_signal` before the whole process group is killed with SIGKILL.", "duration", ("killTimeout",)),
+    Key("stop_exit_codes", p_exit_codes, [], "Exit codes after which the app is not restarted.", "list of int"),
+    Key("kill_timeout", p_duration, 1600, "Grace period after `kill_signal` before the whole process group is killed with SIGKILL.", "duration"),
     Key("kill_signal", p_signal, "SIGINT", "Signal sent to stop the app (PM2's default: SIGINT). Corral's addition to PM2's keys.", "signal"),
     Key("out_file", p_log_path, "default", "Standard output log file. `/dev/null` or `NULL` switches it off.", "path", ("output", "out_log", "out")),
     Key("error_file", p_log_path, "default", "Standard error log file. `/dev/null` or `NULL` switches it off.", "path", ("error", "err_file", "err_log", "err")),
     Key("log_file", p_log_path, None, "Combined log of stdout and stderr (off unless set; `true` = `<home>/logs/<name>.log`).", "path", ("log",)),
-    Key("log_date_format", p_opt_str, None, "Prefix each line with its time, in PM2's moment-style tokens (`YYYY-MM-DD HH:mm:ss Z`).", "string", ("log_date", "logDateFormat")),
+    Key("log_date_format", p_opt_str, None, "Prefix each line with its time, in PM2's moment-style tokens (`YYYY-MM-DD HH:mm:ss Z`).", "string", ("log_date",)),
     Key("time", p_bool, False, "Prefix each log line with an ISO-8601 time (same as a default `log_date_format`).", "bool"),
     Key("merge_logs", p_bool, False, "All instances write the same files (no `-<instance>` suffix).", "bool", ("combine_logs",)),
-    Key("log_type", p_log_type, "text", "`json` writes one JSON record per line with PM2's keys.", "string", ("logType",)),
+    Key("log_type", p_log_type, "text", "`json` writes one JSON record per line with PM2's keys.", "string"),
+    Key("disable_logs", p_bool, False, "Switch every log file off (same as `/dev/null` for `out_file`, `error_file` and `log_file`).", "bool"),
     Key("pid_file", p_opt_str, None, "File where each instance's pid is written (`-<instance>` suffix for several).", "path", ("pid", "pid_path")),
     Key("uid", p_user, None, "Run as this user (name or number). Needs the daemon to run as root.", "user", ("user",)),
     Key("gid", p_user, None, "Run with this group (name or number). Needs the daemon to run as root.", "group", ("group",)),
     Key("max_memory_restart", p_opt_size, None, "Restart an instance whose process tree passes this memory (`1G`, `500M`, bytes).", "size", ("max_memory",), LATER_HEALTH),
     Key("cron_restart", p_cron, None, "Restart on a cron pattern (5 or 6 fields).", "cron", ("cron",), LATER_HEALTH),
     Key("watch", p_watch, False, "Restart when files change: `true` (the cwd) or a list of paths.", "bool or list", (), LATER_HEALTH),
-    Key("ignore_watch", p_str_list, [], "Paths or globs ignored by `watch`.", "list", ("ignoreWatch",), LATER_HEALTH),
-    Key("watch_delay", p_duration, 1000, "Debounce delay for `watch`.", "duration", ("watchDelay",), LATER_HEALTH),
-    Key("wait_ready", p_bool, False, "An instance is `launching` until it reports ready (sd_notify READY=1).", "bool", ("waitReady",), LATER_CLUSTER),
-    Key("listen_timeout", p_duration, 3000, "With `wait_ready`: time to report ready before the start counts as failed.", "duration", ("listenTimeout",), LATER_CLUSTER),
-    Key("listen", p_listen, [], "Sockets the daemon binds and shares with every instance in cluster mode: `HOST:PORT` or `unix:/path`.", "string or list", (), LATER_CLUSTER),
-    Key("port", p_port, None, "PM2's port: same as `listen = \"0.0.0.0:<port>\"`.", "int", (), LATER_CLUSTER),
-    Key("health", p_any_table, None, "Health probe table (`http`, `tcp` or `exec`, with interval and thresholds).", "table", (), LATER_HEALTH),
+    Key("ignore_watch", p_str_list, [], "Paths or globs ignored by `watch`.", "list", (), LATER_HEALTH),
+    Key("watch_delay", p_duration, 1000, "Debounce delay for `watch`.", "duration", (), LATER_HEALTH),
+    Key("wait_ready", p_bool, False, "An instance is `launching` until it reports ready (sd_notify READY=1).", "bool", (), LATER_CLUSTER),
+    Key("listen_timeout", p_duration, 3000, "With `wait_ready`: time to report ready before the start counts as failed.", "duration", (), LATER_CLUSTER),
+    Key("listen", p_listen, [], "Sockets the daemon binds and shares with every instance in cluster mode: `HOST:PORT`, `unix:/path` or a bare port (`8000` = `0.0.0.0:8000`).", "string or list", (), LATER_CLUSTER),
+    Key("port", p_port, None, "PM2's port: sets `PORT` in the environment (unless `env` sets it); in cluster mode it also means `listen = \"0.0.0.0:<port>\"`.", "int", (), "`PORT` is active; the shared cluster socket acts once cluster mode lands"),
+    Key("health", p_health, None, "Health probe table: one of `http` (a path or URL, `{port}`), `tcp` or `exec`, with `interval`, `timeout`, `start_period`, `failure_threshold`, `success_threshold`, `expect_status`, `expect_body`, `liveness` (see docs/health.md).", "table"),
+    Key("memory_limit_mode", p_memory_mode, "pss", "What `max_memory_restart` measures over the instance's process tree: `pss` (shared pages split between the processes sharing them; falls back to rss where the kernel has no smaps_rollup) or `rss`.", "string"),
+    Key("listen_names", p_str_list, [], "Names of the `listen` sockets, in order (default `http`, `sock1`, ...): `LISTEN_FDNAMES`, `CORRAL_FD_<NAME>`, `{fd:NAME}`.", "list"),
+    Key("reuse_port", p_bool, False, "Each instance binds its own SO_REUSEPORT socket instead of sharing the daemon's (the kernel balances; a stopping instance drops its own queue).", "bool"),
+    Key("backlog", p_backlog, 2048, "Listen backlog of the shared sockets.", "int"),
+    Key("memory_max", p_opt_size, None, "Hard memory limit through a cgroup v2 (`memory.max`) when the machine delegates one; otherwise a notice, and only `max_memory_restart` applies.", "size"),
+    Key("cpu_max", p_opt_cpus, None, "Hard CPU limit in CPUs (`0.5`, `2`) through a cgroup v2 (`cpu.max`) when available.", "float"),
+    Key("log_max_size", p_opt_size, None, "Rotate a log file when it reaches this size (`10M`); off by default. Daemon-wide default: `[logs] max_size` in corral.toml.", "size", ("max_size",)),
+    Key("log_rotate_interval", p_rotate_interval, None, "Also rotate on a schedule: a cron pattern, or `daily`, `hourly`, `weekly`, `monthly`.", "cron", ("rotateInterval",)),
+    Key("log_retain", p_opt_nonneg_int, None, "Rotated files kept per log (oldest deleted first); default 30.", "int", ("retain",)),
+    Key("log_compress", p_opt_bool, None, "gzip rotated files (done off the event loop); default false.", "bool", ("compress",)),
+    Key("log_date_suffix", p_opt_str, None, "Date in rotated file names, in moment tokens; default `YYYY-MM-DD_HH-mm-ss` (`app-out__2026-11-28_10-30-00.log`).", "string", ("dateFormat",)),
+    Key("watchdog_sec", p_opt_duration, None, "With this set, an instance that sends no sd_notify `WATCHDOG=1` within it is restarted (systemd's WatchdogSec).", "duration"),
 )
+
+
+
+def camel_case(name: str) -> str:
+    """PM2's automatic alias: ``max_memory_restart`` -> ``maxMemoryRestart``.
+
+    Like PM2 (``lib/tools/Config.js``), a one-letter part keeps its case.
+    """
+    parts = name.split("_")
+    return parts[0] + "".join(p[0].upper() + p[1:] if len(p) > 1 else p for p in parts[1:])
+
+
+def all_aliases(key: Key) -> tuple[str, ...]:
+    """Declared aliases, then the camelCase form of the name and of each alias (as PM2 accepts)."""
+    out: list[str] = list(key.aliases)
+    for n in (key.name, *key.aliases):
+        camel = camel_case(n)
+        if camel != n and camel not in out and camel != key.name:
+            out.append(camel)
+    return tuple(out)
+
 
 KEY_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
 ALIASES: dict[str, str] = {}
 for _k in KEYS:
-    for _alias in _k.aliases:
+    for _alias in all_aliases(_k):
+        if _alias in KEY_BY_NAME or _alias in ALIASES:
+            raise RuntimeError(f"alias {_alias!r} of {_k.name!r} is declared twice")
         ALIASES[_alias] = _k.name
 
 # Keys PM2 accepts that mean nothing outside Node, accepted and ignored with a notice.
@@ -388,4 +530,15 @@ NODE_ONLY_KEYS: dict[str, str] = {
     "filter_env": "the environment is passed as configured",
     "min_uptime_restart": "use min_uptime",
     "monitoring": "resource monitoring is always on",
+    "name_prefix": "names stay as written",
+    "install_url": "PM2 modules are not installed",
+    "watch_options": "chokidar options do not apply",
+    "kill_retry_time": "Corral waits kill_timeout, then kills the whole process group",
+    "windowsHide": "Windows only",
+    "v8": "PM2 cloud keys do not apply",
+    "event_loop_inspector": "PM2 cloud keys do not apply",
+    "io": "PM2 cloud keys do not apply",
+    "username": "set by PM2 itself; use uid to run as another user",
+    "execute_command": "PM2 internal",
+    "write": "PM2 internal",
 }

@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ class LoadResult:
     warnings: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     file: str | None = None
+    # Per app, in the order of `apps`: what each key was written as, ignored keys...
+    details: list[AppResult] = field(default_factory=list)
 
 
 def find_ecosystem(folder: Path) -> Path | None:
@@ -75,67 +78,137 @@ def read_config_file(path: Path) -> Any:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError("file not found", file=label)
+    except IsADirectoryError:
+        raise ConfigError("is a folder, not an ecosystem file", file=label)
     except OSError as e:
         raise ConfigError(f"cannot read: {e.strerror}", file=label)
     suffix = path.suffix.lower()
+    if suffix in (".js", ".cjs", ".mjs"):
+        from corral.config.jsobject import load_js_file
+
+        return load_js_file(path)
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(
+            f"unknown file type {suffix!r}: expected .toml, .yaml, .yml, .json, .js, .cjs or .mjs",
+            file=label,
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not valid UTF-8 (byte {e.start})", file=label)
+    if not text.strip():
+        raise ConfigError("the file is empty: no apps defined", file=label)
     if suffix == ".toml":
         import tomllib
 
         try:
-            return tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"invalid TOML: {e}", file=label)
     if suffix in (".yaml", ".yml"):
         import yaml
 
         try:
-            return yaml.safe_load(raw)
+            return yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ConfigError(f"invalid YAML: {e}", file=label)
-    if suffix == ".json":
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"invalid JSON: {e}", file=label)
-    if suffix in (".js", ".cjs", ".mjs"):
-        from corral.config.jsobject import load_js_file
+            raise ConfigError(f"invalid YAML: {_yaml_error(e)}", file=label)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        json_error = e
+    # PM2 evaluates JSON files as JavaScript, so comments and trailing commas
+    # work there: accept them too, but report the JSON error if that fails.
+    try:
+        from corral.config.jsobject import parse_js_literal
 
-        return load_js_file(path)
-    raise ConfigError(
-        f"unknown file type {suffix!r}: expected .toml, .yaml, .yml, .json, .js, .cjs or .mjs",
-        file=label,
-    )
+        return parse_js_literal(
+            "module.exports = " + text + "\n;", filename=label, dirname=str(path.parent)
+        )
+    except Exception:
+        raise ConfigError(f"invalid JSON: {json_error}", file=label)
 
 
-def extract_apps(data: Any, label: str) -> tuple[list[Any], list[str]]:
-    """Find the app definitions in any of the file shapes met in real projects."""
+def _yaml_error(e: Exception) -> str:
+    """A YAML error on one line: the problem and where it is."""
+    problem = getattr(e, "problem", None)
+    mark = getattr(e, "problem_mark", None)
+    if problem and mark is not None:
+        context = getattr(e, "context", None)
+        text = f"{context}: {problem}" if context else str(problem)
+        return f"{text} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(e).split())
+
+
+def type_name(value: Any) -> str:
+    """How a value's type reads in a message: 'a string', 'a list'..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+_SCRIPT_KEYS = ("script", *(a for a, k in ALIASES.items() if k == "script"))
+
+# Top-level keys besides `apps` that are accepted and ignored, and why.
+IGNORED_TOP_LEVEL: dict[str, str] = {"deploy": "Corral does not deploy"}
+
+
+def _is_single_app(table: Mapping[str, Any]) -> bool:
+    return any(isinstance(table.get(k), str) for k in (*_SCRIPT_KEYS, "name"))
+
+
+def extract_apps(data: Any, label: str) -> tuple[list[Any], list[str], list[str]]:
+    """Find the app definitions in any of the file shapes met in real projects.
+
+    Shapes: ``{apps: [...]}``, ``{apps: {...one app...}}``, ``[apps.NAME]`` tables
+    (TOML), a top-level list of apps, or one bare app.  Returns
+    ``(apps, notices, warnings)``.
+    """
     notices: list[str] = []
+    warnings: list[str] = []
+    if data is None:
+        raise ConfigError("the file defines no apps (it is empty or exports nothing)", file=label)
     if isinstance(data, list):
-        return data, notices
+        return data, notices, warnings
     if not isinstance(data, dict):
         raise ConfigError(
-            f"expected an object with 'apps' or a list of apps, got {type(data).__name__}",
+            f"expected a table with 'apps' or a list of apps, got {type_name(data)}",
             file=label,
         )
-    if "deploy" in data:
-        notices.append(f"{label}: the 'deploy' block is ignored (Corral does not deploy)")
+    for key, why in IGNORED_TOP_LEVEL.items():
+        if key in data:
+            notices.append(f"{label}: the '{key}' block is ignored ({why})")
     if "apps" in data:
+        for key in data:
+            if key != "apps" and key not in IGNORED_TOP_LEVEL:
+                warnings.append(f"{label}: top-level key '{key}' is ignored (apps go in 'apps')")
         apps = data["apps"]
         if isinstance(apps, dict):
-            # `apps` given as a single object, or in TOML as [apps.NAME] tables.
-            if "script" in apps or "cmd" in apps or "exec" in apps or "name" in apps:
-                return [apps], notices
+            if _is_single_app(apps):
+                return [apps], notices, warnings
+            # TOML's [apps.NAME] tables: the table name is the app's name.
             out = []
             for name, body in apps.items():
                 if not isinstance(body, dict):
-                    raise ConfigError(f"app {name!r} must be a table", file=label)
+                    raise ConfigError(
+                        f"app '{name}' must be a table, got {type_name(body)}", file=label
+                    )
                 out.append({"name": name, **body})
-            return out, notices
+            return out, notices, warnings
         if not isinstance(apps, list):
-            raise ConfigError("'apps' must be a list of apps", file=label)
-        return apps, notices
-    if any(k in data for k in ("script", "cmd", "exec")):
-        return [data], notices
+            raise ConfigError(f"'apps' must be a list of apps, got {type_name(apps)}", file=label)
+        return apps, notices, warnings
+    if any(k in data for k in _SCRIPT_KEYS):
+        return [{k: v for k, v in data.items() if k not in IGNORED_TOP_LEVEL}], notices, warnings
     raise ConfigError("no 'apps' found (and not a single app with a 'script')", file=label)
 
 
@@ -147,88 +220,190 @@ def suggest_key(key: str) -> str | None:
     return ALIASES.get(match[0], match[0])
 
 
-def canonicalize(
-    raw: Mapping[str, Any], *, label: str | None, app: str | None
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[str], list[str]]:
-    """Map aliases to canonical keys; split out env_<name> tables; collect warnings."""
-    out: dict[str, Any] = {}
-    envs: dict[str, dict[str, Any]] = {}
-    warnings: list[str] = []
-    ignored: list[str] = []
-    where = f"{label + ': ' if label else ''}app '{app}'" if app else (label or "app")
+@dataclass
+class Canonical:
+    """One app's keys with aliases resolved, before values are parsed."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    # env_<name> tables by name.
+    envs: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    # Key as written -> why it is ignored (Node-only keys).
+    ignored_keys: dict[str, str] = field(default_factory=dict)
+    # Key as written -> suggested key, or None.
+    unknown_keys: dict[str, str | None] = field(default_factory=dict)
+    # Alias as written -> canonical key.
+    aliases_used: dict[str, str] = field(default_factory=dict)
+    # Canonical key -> the name (as written) whose value is kept.
+    written: dict[str, str] = field(default_factory=dict)
+
+
+def where_app(label: str | None, app: str | None) -> str:
+    if app:
+        return f"{label}: app '{app}'" if label else f"app '{app}'"
+    return label or "app"
+
+
+def canonicalize(raw: Mapping[str, Any], *, label: str | None, app: str | None) -> Canonical:
+    """Map aliases to canonical keys; split out env_<name> tables; collect warnings.
+
+    When a key is given under several names, the canonical name wins, then the
+    first alias written (as in PM2); the others are reported.
+    """
+    c = Canonical()
+    written = c.written
+    where = where_app(label, app)
     for key, value in raw.items():
         if not isinstance(key, str):
             raise ConfigError(f"key {key!r} is not a string", file=label, app=app)
-        if key.startswith(_ENV_PREFIX) and len(key) > len(_ENV_PREFIX):
-            if not isinstance(value, dict):
-                raise ConfigError("expected a table of NAME = value", file=label, app=app, key=key)
-            envs[key[len(_ENV_PREFIX) :]] = value
+        if key.startswith(_ENV_PREFIX) and len(key) > len(_ENV_PREFIX) and key not in ALIASES:
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(
+                    f"expected a table of NAME = value, got {type_name(value)}",
+                    file=label,
+                    app=app,
+                    key=key,
+                )
+            c.envs[key[len(_ENV_PREFIX) :]] = value or {}
             continue
         canon = key if key in KEY_BY_NAME else ALIASES.get(key)
         if canon is None:
             if key in NODE_ONLY_KEYS:
-                ignored.append(f"{where}: key '{key}' is ignored: {NODE_ONLY_KEYS[key]}")
+                c.ignored_keys[key] = NODE_ONLY_KEYS[key]
+                c.ignored.append(f"{where}: key '{key}' is ignored: {NODE_ONLY_KEYS[key]}")
                 continue
             hint = suggest_key(key)
+            c.unknown_keys[key] = hint
             msg = f"{where}: unknown key '{key}'"
             if hint:
                 msg += f": did you mean '{hint}'?"
-            warnings.append(msg + " (ignored)")
+            c.warnings.append(msg + " (ignored)")
             continue
-        if canon in out and key != canon:
-            warnings.append(f"{where}: '{key}' repeats '{canon}'; the later one wins")
-        out[canon] = value
-    return out, envs, warnings, ignored
+        if key != canon:
+            c.aliases_used[key] = canon
+        if canon in written:
+            kept = written[canon]
+            if key == canon:
+                c.values[canon] = value
+                written[canon] = key
+                kept, dropped = key, kept
+            else:
+                dropped = key
+            c.warnings.append(
+                f"{where}: '{dropped}' and '{kept}' both set '{canon}'; the value of '{kept}' is used"
+            )
+            continue
+        written[canon] = key
+        c.values[canon] = value
+    return c
+
+
+# PM2's interpreters by extension (lib/API/interpreter.json), Python's done right.
+_INTERPRETERS: dict[str, str] = {
+    ".js": "node",
+    ".cjs": "node",
+    ".mjs": "node",
+    ".sh": "bash",
+    ".rb": "ruby",
+    ".php": "php",
+    ".pl": "perl",
+}
+
+
+def python_interpreter(env: Mapping[str, str]) -> str:
+    """The active virtualenv's python ($VIRTUAL_ENV) if any; else, when Corral itself
+    runs from a virtualenv (``.venv/bin/corral`` without activating it), that one's
+    python; else python3 on PATH."""
+    venv = env.get("VIRTUAL_ENV")
+    if venv:
+        candidate = os.path.join(venv, "bin", "python")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    if sys.prefix != sys.base_prefix:
+        candidate = os.path.join(sys.prefix, "bin", "python")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("python3", path=env.get("PATH")) or "python3"
 
 
 def default_interpreter(script: str, env: Mapping[str, str]) -> str | None:
     """PM2's choice by extension, done for Python: the active virtualenv first."""
     ext = os.path.splitext(script)[1].lower()
     if ext == ".py":
-        venv = env.get("VIRTUAL_ENV")
-        if venv:
-            candidate = os.path.join(venv, "bin", "python")
-            if os.access(candidate, os.X_OK):
-                return candidate
-        return shutil.which("python3", path=env.get("PATH")) or "python3"
-    if ext in (".js", ".cjs", ".mjs"):
-        return shutil.which("node", path=env.get("PATH")) or "node"
-    if ext == ".sh":
-        return shutil.which("bash", path=env.get("PATH")) or "bash"
-    if ext == ".rb":
-        return shutil.which("ruby", path=env.get("PATH")) or "ruby"
-    return None
+        return python_interpreter(env)
+    program = _INTERPRETERS.get(ext)
+    if program is None:
+        return None
+    return shutil.which(program, path=env.get("PATH")) or program
+
+
+def _find_program(program: str, cwd: str, env: Mapping[str, str], *, why: str) -> str:
+    """An interpreter as an absolute path: a path (relative to cwd) or a name on PATH."""
+    program = os.path.expanduser(program)
+    if os.sep in program:
+        path = os.path.normpath(program if os.path.isabs(program) else os.path.join(cwd, program))
+        if not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise ConfigError(f"{why} {path} does not exist or is not executable", key="interpreter")
+        return path
+    found = shutil.which(program, path=env.get("PATH"))
+    if found is None:
+        raise ConfigError(f"{why} '{program}' is not on PATH", key="interpreter")
+    return found
 
 
 def resolve_command(app: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Resolve script and interpreter to what will be executed."""
-    script: str = app["script"]
+    """Resolve script and interpreter to what will be executed (absolute paths)."""
+    script: str = os.path.expanduser(app["script"])
     cwd: str = app["cwd"]
     interpreter = app.get("interpreter")
     interp_args: list[str] = app.get("interpreter_args") or []
     module_mode = bool(interp_args) and interp_args[-1] == "-m"
-    resolved_script = script
-    if not module_mode:
+    explicit = interpreter is not None
+    if module_mode:
+        # `python -m package.module`: the script is a module name, not a file.
+        if interpreter == "none":
+            raise ConfigError(
+                "'-m' runs a module with an interpreter: it cannot be used with interpreter 'none'",
+                key="interpreter_args",
+            )
+        resolved_script = script
+        if interpreter is None:
+            interpreter = python_interpreter(env)
+    else:
         candidate = script if os.path.isabs(script) else os.path.join(cwd, script)
+        if os.path.isdir(candidate):
+            raise ConfigError(
+                f"{os.path.normpath(candidate)} is a folder, not a script or program", key="script"
+            )
         if os.path.exists(candidate):
             resolved_script = os.path.normpath(candidate)
         elif os.sep not in script:
             on_path = shutil.which(script, path=env.get("PATH"))
             if on_path is None:
+                if os.path.splitext(script)[1].lower() in (".py", *_INTERPRETERS):
+                    raise ConfigError(
+                        f"script file {os.path.normpath(candidate)} does not exist", key="script"
+                    )
                 raise ConfigError(
-                    f"script {script!r} is neither a file (in {cwd}) nor a program on PATH",
-                    app=app.get("name"),
-                    key="script",
+                    f"{script!r} is neither a file (in {cwd}) nor a program on PATH", key="script"
                 )
             resolved_script = on_path
             if interpreter is None:
                 interpreter = "none"
         else:
-            raise ConfigError(f"script file {candidate} does not exist", app=app.get("name"), key="script")
+            raise ConfigError(f"script file {os.path.normpath(candidate)} does not exist", key="script")
     if interpreter is None:
         interpreter = default_interpreter(resolved_script, env) or "none"
-    elif interpreter != "none" and os.sep not in interpreter:
-        interpreter = shutil.which(interpreter, path=env.get("PATH")) or interpreter
+    if interpreter != "none":
+        ext = os.path.splitext(resolved_script)[1].lower()
+        why = "interpreter" if explicit else f"the interpreter for {ext or 'this'} files,"
+        interpreter = _find_program(interpreter, cwd, env, why=why)
+    elif not os.access(resolved_script, os.X_OK):
+        raise ConfigError(
+            f"{resolved_script} is not executable: make it so (chmod +x) or set 'interpreter'",
+            key="script",
+        )
     return {"script": resolved_script, "interpreter": interpreter}
 
 
@@ -241,6 +416,128 @@ def build_argv(app: Mapping[str, Any]) -> list[str]:
     argv.append(app["script"])
     argv.extend(app.get("args") or [])
     return argv
+
+
+_SCRIPT_SUFFIXES = (".py", ".js", ".cjs", ".mjs", ".sh")
+
+
+def name_from_script(script: str) -> str:
+    """PM2's default name: the script's file name without its extension."""
+    stem = os.path.basename(script.rstrip("/"))
+    for suffix in _SCRIPT_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)]
+    return stem or "app"
+
+
+def _copy_default(default: Any) -> Any:
+    if isinstance(default, list):
+        return list(default)
+    if isinstance(default, dict):
+        return dict(default)
+    return default
+
+
+@dataclass
+class AppResult:
+    """One normalised app and what was noticed on the way."""
+
+    app: dict[str, Any]
+    warnings: list[str]
+    ignored: list[str]
+    canonical: Canonical
+    # env_<name> tables, parsed (every value a string).
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def normalize_app_detail(
+    raw: Mapping[str, Any],
+    *,
+    label: str | None = None,
+    base_dir: Path | None = None,
+    env_name: str | None = None,
+    client_env: Mapping[str, str] | None = None,
+    resolve: bool = True,
+) -> AppResult:
+    """Validate and normalise one app definition; raises ConfigError naming file, app and key."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"an app must be a table, got {type_name(raw)}", file=label)
+    app_label: str | None = None
+    if isinstance(raw.get("name"), str):
+        app_label = raw["name"]
+    else:
+        for k in _SCRIPT_KEYS:
+            if isinstance(raw.get(k), str):
+                app_label = name_from_script(raw[k])
+                break
+    canon = canonicalize(raw, label=label, app=app_label)
+
+    out: dict[str, Any] = {}
+    for key in KEYS:
+        if key.name in canon.values:
+            try:
+                out[key.name] = key.parse(canon.values[key.name])
+            except ValueError as e:
+                raise ConfigError(str(e), file=label, app=app_label, key=canon.written[key.name])
+        else:
+            out[key.name] = _copy_default(key.default)
+
+    if not out.get("script"):
+        raise ConfigError(
+            "is required: the file or program to run",
+            file=label,
+            app=app_label,
+            key="script",
+        )
+    if out["name"] is None:
+        try:
+            out["name"] = KEY_BY_NAME["name"].parse(name_from_script(out["script"]))
+        except ValueError as e:
+            raise ConfigError(f"cannot name the app after its script: {e}", file=label, key="name")
+    name = out["name"]
+
+    # env_<name> tables: every one validated, the chosen one merged over env.
+    parsed_envs: dict[str, dict[str, str]] = {}
+    for env_key, table in canon.envs.items():
+        try:
+            parsed_envs[env_key] = KEY_BY_NAME["env"].parse(table)
+        except ValueError as e:
+            raise ConfigError(str(e), file=label, app=name, key=f"env_{env_key}")
+    if env_name and env_name in parsed_envs:
+        out["env"] = {**out["env"], **parsed_envs[env_name]}
+    out["env_names"] = sorted(parsed_envs)
+    if out["disable_logs"]:
+        out["out_file"] = out["error_file"] = out["log_file"] = None
+    if out["time"] and not out["log_date_format"]:
+        out["log_date_format"] = "YYYY-MM-DDTHH:mm:ss.SSSZ"
+    if out["port"] is not None:
+        # PM2 injects PORT; in cluster mode the port is also the shared socket.
+        out["env"].setdefault("PORT", str(out["port"]))
+        if out["exec_mode"] == "cluster" and not out["listen"]:
+            out["listen"] = [f"0.0.0.0:{out['port']}"]
+
+    if resolve:
+        base = (base_dir or Path.cwd()).resolve()
+        cwd = out["cwd"]
+        out["cwd"] = os.path.normpath(base / os.path.expanduser(cwd)) if cwd else str(base)
+        if not os.path.isdir(out["cwd"]):
+            raise ConfigError(
+                f"folder {out['cwd']} does not exist", file=label, app=name, key=canon.written.get("cwd", "cwd")
+            )
+        for log_key in ("out_file", "error_file", "log_file", "pid_file"):
+            value = out[log_key]
+            if value and value != "default":
+                out[log_key] = os.path.normpath(base / os.path.expanduser(value))
+        env_for_lookup = dict(os.environ if client_env is None else client_env)
+        env_for_lookup.update(out["env"])
+        try:
+            out.update(resolve_command(out, env_for_lookup))
+        except ConfigError as e:
+            written_key = canon.written.get(e.key or "", e.key)
+            raise ConfigError(e.message, file=label, app=name, key=written_key)
+    elif not out["cwd"]:
+        raise ConfigError("'cwd' must be an absolute path here", file=label, app=name, key="cwd")
+    return AppResult(out, canon.warnings, canon.ignored, canon, parsed_envs)
 
 
 def normalize_app(
@@ -256,72 +553,15 @@ def normalize_app(
 
     Returns ``(app, warnings, ignored)``; raises ConfigError naming file, app and key.
     """
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"an app must be an object, got {type(raw).__name__}", file=label)
-    app_label = raw.get("name") if isinstance(raw.get("name"), str) else None
-    canon, envs, warnings, ignored = canonicalize(raw, label=label, app=app_label)
-
-    out: dict[str, Any] = {}
-    for key in KEYS:
-        if key.name in canon:
-            try:
-                out[key.name] = key.parse(canon[key.name])
-            except ValueError as e:
-                raise ConfigError(str(e), file=label, app=app_label, key=key.name)
-        else:
-            default = key.default
-            out[key.name] = list(default) if isinstance(default, list) else (
-                dict(default) if isinstance(default, dict) else default
-            )
-
-    if not out.get("script"):
-        raise ConfigError("'script' is required (the file or program to run)", file=label, app=app_label, key="script")
-    if out["name"] is None:
-        stem = os.path.basename(out["script"])
-        for suffix in (".py", ".js", ".cjs", ".mjs", ".sh"):
-            if stem.endswith(suffix):
-                stem = stem[: -len(suffix)]
-        try:
-            out["name"] = KEY_BY_NAME["name"].parse(stem or "app")
-        except ValueError as e:
-            raise ConfigError(f"cannot derive a name from the script: {e}", file=label, key="name")
-    name = out["name"]
-
-    # env_<name> tables: validated all, merged for the chosen one.
-    parsed_envs: dict[str, dict[str, str]] = {}
-    for env_key, table in envs.items():
-        try:
-            parsed_envs[env_key] = KEY_BY_NAME["env"].parse(table)
-        except ValueError as e:
-            raise ConfigError(str(e), file=label, app=name, key=f"env_{env_key}")
-    if env_name and env_name in parsed_envs:
-        out["env"] = {**out["env"], **parsed_envs[env_name]}
-    out["env_names"] = sorted(parsed_envs)
-    if out["time"] and not out["log_date_format"]:
-        out["log_date_format"] = "YYYY-MM-DDTHH:mm:ss.SSSZ"
-    if out["port"] is not None and not out["listen"]:
-        out["listen"] = [f"0.0.0.0:{out['port']}"]
-
-    if resolve:
-        base = base_dir or Path.cwd()
-        cwd = out["cwd"]
-        out["cwd"] = str((base / cwd).resolve()) if cwd else str(base.resolve())
-        if not os.path.isdir(out["cwd"]):
-            raise ConfigError(f"folder {out['cwd']} does not exist", file=label, app=name, key="cwd")
-        for log_key in ("out_file", "error_file", "log_file", "pid_file"):
-            value = out[log_key]
-            if value and value != "default":
-                out[log_key] = str((base / os.path.expanduser(value)).resolve())
-        env_for_lookup = dict(client_env or os.environ)
-        env_for_lookup.update(out["env"])
-        try:
-            out.update(resolve_command(out, env_for_lookup))
-        except ConfigError as e:
-            raise e.with_context(file=label, app=name)
-    else:
-        if not out["cwd"]:
-            raise ConfigError("'cwd' must be an absolute path here", file=label, app=name, key="cwd")
-    return out, warnings, ignored
+    r = normalize_app_detail(
+        raw,
+        label=label,
+        base_dir=base_dir,
+        env_name=env_name,
+        client_env=client_env,
+        resolve=resolve,
+    )
+    return r.app, r.warnings, r.ignored
 
 
 def load_apps(
@@ -333,31 +573,46 @@ def load_apps(
     only: Iterable[str] | None = None,
     client_env: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    raw_apps, notices = extract_apps(data, label)
-    result = LoadResult(apps=[], notices=notices, file=label)
-    seen: set[str] = set()
+    raw_apps, notices, warnings = extract_apps(data, label)
+    result = LoadResult(apps=[], notices=notices, warnings=warnings, file=label)
+    first_index: dict[str, int] = {}
+    details: list[AppResult] = []
     for index, raw in enumerate(raw_apps):
         if not isinstance(raw, dict):
-            raise ConfigError(f"app #{index + 1} must be an object, got {type(raw).__name__}", file=label)
-        app, warnings, ignored = normalize_app(
+            raise ConfigError(f"app #{index + 1} must be a table, got {type_name(raw)}", file=label)
+        detail = normalize_app_detail(
             raw, label=label, base_dir=base_dir, env_name=env_name, client_env=client_env
         )
-        if app["name"] in seen:
-            raise ConfigError("two apps have this name", file=label, app=app["name"], key="name")
-        seen.add(app["name"])
-        result.apps.append(app)
-        result.warnings.extend(warnings)
-        result.notices.extend(ignored)
-    if only:
-        wanted = {n.strip() for n in only if n.strip()}
-        missing = wanted - seen
+        name = detail.app["name"]
+        if name in first_index:
+            raise ConfigError(
+                f"apps #{first_index[name] + 1} and #{index + 1} have the same name",
+                file=label,
+                app=name,
+                key="name",
+            )
+        first_index[name] = index
+        details.append(detail)
+    if not details:
+        raise ConfigError("no apps defined", file=label)
+    if only is not None:
+        wanted = [n.strip() for n in only if n.strip()]
+        missing = [n for n in wanted if n not in first_index]
         if missing:
-            raise ConfigError(f"--only names apps not in the file: {', '.join(sorted(missing))}", file=label)
-        result.apps = [a for a in result.apps if a["name"] in wanted]
+            raise ConfigError(
+                f"--only names {'an app' if len(missing) == 1 else 'apps'} not in the file: "
+                f"{', '.join(missing)} (the file has: {', '.join(first_index)})",
+                file=label,
+            )
+        if wanted:
+            details = [d for d in details if d.app["name"] in wanted]
+    for detail in details:
+        result.apps.append(detail.app)
+        result.warnings.extend(detail.warnings)
+        result.notices.extend(detail.ignored)
+    result.details = details
     if env_name and not any(env_name in a["env_names"] for a in result.apps):
         result.warnings.append(f"{label}: no app defines env_{env_name}; only 'env' applies")
-    if not result.apps:
-        raise ConfigError("no apps defined", file=label)
     return result
 
 
@@ -368,7 +623,7 @@ def load_ecosystem(
     only: Iterable[str] | None = None,
     client_env: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    path = path.resolve() if path.exists() else path
+    path = path.resolve() if path.exists() else path.absolute()
     data = read_config_file(path)
     return load_apps(
         data,
