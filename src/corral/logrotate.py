@@ -133,9 +133,9 @@ def compress_file(path: str) -> str:
 
 
 def next_interval(pattern: str, after: float) -> float:
-    from croniter import croniter
+    from corral.daemon.triggers import next_cron
 
-    return float(croniter(pattern, after).get_next(float))
+    return next_cron(pattern, after)
 
 
 def now() -> float:

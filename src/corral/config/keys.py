@@ -421,8 +421,6 @@ def p_any_table(value: Any) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------- the keys
 
-LATER_CLUSTER = "parsed and validated; acts once cluster mode lands (sockets, readiness)"
-LATER_HEALTH = "parsed and validated; acts once resource limits and health checks land"
 
 KEYS: tuple[Key, ...] = (
     Key("name", p_name, None, "Name of the app; defaults to the script's file name without extension.", "string"),
@@ -433,7 +431,7 @@ KEYS: tuple[Key, ...] = (
     Key("cwd", p_opt_str, None, "Working directory; relative to the ecosystem file's folder. Default: that folder.", "path"),
     Key("env", p_env, {}, "Environment variables; any scalar value becomes a string. `env_<name>` tables are merged over it with `--env <name>`.", "table"),
     Key("instances", p_instances, 1, "How many instances: a number, `max` or `0` (one per CPU), `-N` (CPUs minus N).", "int or 'max'", ("instance_count",)),
-    Key("exec_mode", p_exec_mode, "fork", "`fork` or `cluster` (also PM2's `fork_mode`, `cluster_mode`). In cluster mode instances share the app's listening sockets.", "string", (), "`fork` is active; `cluster` runs its instances like `fork` until cluster mode lands"),
+    Key("exec_mode", p_exec_mode, "fork", "`fork` or `cluster` (also PM2's `fork_mode`, `cluster_mode`). In cluster mode instances share the app's listening sockets.", "string"),
     Key("instance_var", p_str, "NODE_APP_INSTANCE", "Environment variable holding the instance number (Corral also always sets `CORRAL_INSTANCE`).", "string"),
     Key("increment_var", p_opt_str, None, "Environment variable incremented for each instance (e.g. `PORT`: 3000, 3001, ...).", "string"),
     Key("namespace", p_namespace, "default", "Namespace: commands accept it in place of names.", "string"),
@@ -457,15 +455,15 @@ KEYS: tuple[Key, ...] = (
     Key("pid_file", p_opt_str, None, "File where each instance's pid is written (`-<instance>` suffix for several).", "path", ("pid", "pid_path")),
     Key("uid", p_user, None, "Run as this user (name or number). Needs the daemon to run as root.", "user", ("user",)),
     Key("gid", p_user, None, "Run with this group (name or number). Needs the daemon to run as root.", "group", ("group",)),
-    Key("max_memory_restart", p_opt_size, None, "Restart an instance whose process tree passes this memory (`1G`, `500M`, bytes).", "size", ("max_memory",), LATER_HEALTH),
-    Key("cron_restart", p_cron, None, "Restart on a cron pattern (5 or 6 fields).", "cron", ("cron",), LATER_HEALTH),
-    Key("watch", p_watch, False, "Restart when files change: `true` (the cwd) or a list of paths.", "bool or list", (), LATER_HEALTH),
-    Key("ignore_watch", p_str_list, [], "Paths or globs ignored by `watch`.", "list", (), LATER_HEALTH),
-    Key("watch_delay", p_duration, 1000, "Debounce delay for `watch`.", "duration", (), LATER_HEALTH),
-    Key("wait_ready", p_bool, False, "An instance is `launching` until it reports ready (sd_notify READY=1).", "bool", (), LATER_CLUSTER),
-    Key("listen_timeout", p_duration, 3000, "With `wait_ready`: time to report ready before the start counts as failed.", "duration", (), LATER_CLUSTER),
-    Key("listen", p_listen, [], "Sockets the daemon binds and shares with every instance in cluster mode: `HOST:PORT`, `unix:/path` or a bare port (`8000` = `0.0.0.0:8000`).", "string or list", (), LATER_CLUSTER),
-    Key("port", p_port, None, "PM2's port: sets `PORT` in the environment (unless `env` sets it); in cluster mode it also means `listen = \"0.0.0.0:<port>\"`.", "int", (), "`PORT` is active; the shared cluster socket acts once cluster mode lands"),
+    Key("max_memory_restart", p_opt_size, None, "Restart an instance whose process tree (the instance and its descendants) passes this memory (`1G`, `500M`, bytes); sampled every second; a cluster instance is replaced without dropping capacity.", "size", ("max_memory",)),
+    Key("cron_restart", p_cron, None, "Restart on a cron pattern: 5 fields, or 6 with seconds first as in PM2 (`*/30 * * * * *`); a rolling reload in cluster mode.", "cron", ("cron",)),
+    Key("watch", p_watch, False, "Restart when files change: `true` (the cwd) or a list of paths.", "bool or list", ()),
+    Key("ignore_watch", p_str_list, [], "Paths or globs ignored by `watch`.", "list", ()),
+    Key("watch_delay", p_duration, 1000, "Debounce delay for `watch`.", "duration", ()),
+    Key("wait_ready", p_bool, False, "An instance is `launching` until it reports ready (sd_notify READY=1).", "bool", ()),
+    Key("listen_timeout", p_duration, 3000, "With `wait_ready`: time to report ready before the start counts as failed.", "duration", ()),
+    Key("listen", p_listen, [], "Sockets the daemon binds and shares with every instance in cluster mode: `HOST:PORT`, `unix:/path` or a bare port (`8000` = `0.0.0.0:8000`).", "string or list", ()),
+    Key("port", p_port, None, "PM2's port: sets `PORT` in the environment (unless `env` sets it); in cluster mode it also means `listen = \"0.0.0.0:<port>\"`.", "int"),
     Key("health", p_health, None, "Health probe table: one of `http` (a path or URL, `{port}`), `tcp` or `exec`, with `interval`, `timeout`, `start_period`, `failure_threshold`, `success_threshold`, `expect_status`, `expect_body`, `liveness` (see docs/health.md).", "table"),
     Key("memory_limit_mode", p_memory_mode, "pss", "What `max_memory_restart` measures over the instance's process tree: `pss` (shared pages split between the processes sharing them; falls back to rss where the kernel has no smaps_rollup) or `rss`.", "string"),
     Key("listen_names", p_str_list, [], "Names of the `listen` sockets, in order (default `http`, `sock1`, ...): `LISTEN_FDNAMES`, `CORRAL_FD_<NAME>`, `{fd:NAME}`.", "list"),

@@ -29,9 +29,11 @@ Action = Callable[["App", str], Awaitable[None]]
 
 
 def next_cron(pattern: str, after: float) -> float:
+    """Next fire time. Six fields mean seconds first, as in PM2 (croner): ``*/10 * * * * *``."""
     from croniter import croniter
 
-    return float(croniter(pattern, after).get_next(float))
+    six = len(pattern.split()) == 6
+    return float(croniter(pattern, after, second_at_beginning=six).get_next(float))
 
 
 def validate_cron(pattern: str) -> None:
@@ -40,7 +42,7 @@ def validate_cron(pattern: str) -> None:
         from croniter import croniter
     except ImportError:
         return
-    if not croniter.is_valid(pattern):
+    if not croniter.is_valid(pattern, second_at_beginning=len(pattern.split()) == 6):
         raise ValueError(f"invalid cron pattern {pattern!r}")
 
 
