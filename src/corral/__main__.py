@@ -1,3 +1,3 @@
-from corral.cli import main
+from corral._entry import main
 
 raise SystemExit(main())

@@ -43,6 +43,24 @@ class LineFramer:
             self._partial = b""
         return lines
 
+    def feed_block(self, chunk: bytes) -> bytes:
+        """Whole lines of (partial + chunk) as one block, newlines kept: the fast path for
+        plain text, where nothing is made per line."""
+        data = self._partial + chunk if self._partial else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) >= MAX_LINE:
+                self._partial = b""
+                return data + b"\n"
+            self._partial = data
+            return b""
+        self._partial = data[cut + 1 :]
+        block = data[: cut + 1]
+        if len(self._partial) >= MAX_LINE:
+            block += self._partial + b"\n"
+            self._partial = b""
+        return block
+
     def flush(self) -> list[bytes]:
         """The partial last line, if any (when the stream ends)."""
         if self._partial:
@@ -152,6 +170,11 @@ class LineFormatter:
             else:
                 self._last_stamp = iso_time(ts)
         return self._last_stamp
+
+    @property
+    def plain(self) -> bool:
+        """Lines are written as they are: whole blocks can bypass per-line work."""
+        return self.spec.kind != "json" and self._date is None
 
     def format(self, lines: list[bytes], stream: str, ts: float) -> bytes:
         """Render lines (without newlines) to bytes ready to append to a file."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import signal
 import subprocess
 from dataclasses import dataclass
 
 PR_SET_CHILD_SUBREAPER = 36
+F_SETPIPE_SZ = 1031
+PIPE_SIZE = 1024 * 1024
 
 
 class SpawnError(Exception):
@@ -79,6 +82,13 @@ def spawn(
     u, g = _resolve_user(uid, gid)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    for fd in (out_w, err_w):
+        # a bigger pipe lets a chatty app run ahead of the daemon for longer before it
+        # blocks (backpressure), and lets the daemon read more per wakeup
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass
     try:
         popen = subprocess.Popen(
             argv,

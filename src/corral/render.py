@@ -69,6 +69,9 @@ def table(processes: list[dict[str, Any]], *, width: int | None = None, colour: 
         return "No processes. Start one with: corral start app.py (or an ecosystem file)\n"
     rows = [[_cell(key, p) for _, key, _ in COLUMNS] for p in processes]
     cols = list(range(len(COLUMNS)))
+    health_col = next(i for i, col in enumerate(COLUMNS) if col[1] == "health")
+    if all(r[health_col] == "-" for r in rows):
+        cols.remove(health_col)  # no app has a probe: no column for it
 
     def total(cs: list[int]) -> int:
         widths = [max(len(COLUMNS[c][0]), *(len(r[c]) for r in rows)) for c in cs]

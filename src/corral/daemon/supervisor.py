@@ -54,7 +54,7 @@ from corral.statemachine import (
     step,
 )
 
-READ_CHUNK = 65536
+READ_CHUNK = 262144
 # Without wait_ready, an instance counts as ready (for reload) once it has stayed up this long.
 READY_SETTLE = 0.5
 READS_PER_WAKEUP = 4
@@ -115,21 +115,36 @@ class PipeReader:
         sup.loop.add_reader(fd, self.on_readable)
 
     def on_readable(self) -> None:
+        chunks: list[bytes] = []
+        eof = False
         for _ in range(READS_PER_WAKEUP):
             try:
                 chunk = os.read(self.fd, READ_CHUNK)
             except BlockingIOError:
-                return
+                break
             except OSError:
                 chunk = b""
             if not chunk:
-                self.close()
-                return
-            lines = self.framer.feed(chunk)
-            if lines:
-                self.emit(lines)
+                eof = True
+                break
+            chunks.append(chunk)
             if len(chunk) < READ_CHUNK:
-                return
+                break
+        if chunks:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if self.inst.formatter.plain and not self.sup.log_listeners:
+                # plain text, nobody following: whole lines go out as one block
+                block = self.framer.feed_block(data)
+                if block:
+                    count = block.count(b"\n")
+                    for target in self.targets:
+                        target.write(block, count)
+            else:
+                lines = self.framer.feed(data)
+                if lines:
+                    self.emit(lines)
+        if eof:
+            self.close()
 
     def drain(self) -> None:
         """Read what is buffered now (called when the instance exits)."""

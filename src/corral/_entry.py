@@ -1,0 +1,78 @@
+"""The ``corral`` command's entry point, kept tiny.
+
+``corral ls`` / ``jlist`` / ``ping`` with a running daemon take a fast path
+that imports only ``os``, ``sys``, ``json`` and ``socket`` (plus the table
+renderer): no argparse, no dataclasses, no subprocess.  Everything else, and
+these verbs when the daemon is not running yet, goes through ``corral.cli``.
+"""
+
+import json
+import os
+import socket
+import sys
+
+FAST_LIST = {"ls", "list", "status", "l", "ps"}
+
+
+class _Fallback(Exception):
+    pass
+
+
+def _call(cmd: str) -> object:
+    root = os.environ.get("CORRAL_HOME") or os.path.join(os.path.expanduser("~"), ".corral")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(os.path.join(os.path.abspath(root), "corral.sock"))
+    except OSError:
+        sock.close()
+        raise _Fallback()
+    try:
+        sock.sendall(json.dumps({"v": 1, "id": 1, "cmd": cmd, "args": {}}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise _Fallback()
+            buf += chunk
+    finally:
+        sock.close()
+    reply = json.loads(buf)
+    if not reply.get("ok"):
+        raise _Fallback()  # let the full CLI report it
+    return reply["result"]
+
+
+def _fast(argv: list[str]) -> int:
+    verb = argv[0]
+    flags = argv[1:]
+    if verb in FAST_LIST and flags in ([], ["--json"]):
+        processes = _call("list")
+        if flags:
+            sys.stdout.write(json.dumps(processes, indent=2) + "\n")
+            return 0
+        from corral import render
+
+        render.write(render.table(processes, colour=render.use_colour(sys.stdout)))  # type: ignore[arg-type]
+        return 0
+    if verb == "jlist" and not flags:
+        sys.stdout.write(json.dumps(_call("list")) + "\n")
+        return 0
+    if verb == "ping" and not flags:
+        result = _call("ping")
+        sys.stdout.write(json.dumps({"msg": "pong", **result}) + "\n")  # type: ignore[dict-item]
+        return 0
+    raise _Fallback()
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    if argv:
+        try:
+            return _fast(argv)
+        except _Fallback:
+            pass
+        except BrokenPipeError:
+            return 0
+    from corral.cli import main as full
+
+    return full()
