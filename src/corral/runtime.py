@@ -218,20 +218,23 @@ def _notify_systemd_ready(sup: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    try:
-        apps, source = load(ns)
-    except CorralError as e:
-        sys.stderr.write(f"corral-runtime: error: {e.render() if isinstance(e, ConfigError) else e}\n")
-        return EXIT_USAGE
     home = Home.from_env()
     home.ensure()
+    # take the home first, so a `corral ls` racing the container's start cannot spawn a
+    # background daemon that would own it
     lock_fd = os.open(home.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        os.close(lock_fd)
         sys.stderr.write(f"corral-runtime: error: a Corral daemon already runs in {home.root}; set CORRAL_HOME to another folder\n")
         return EXIT_USAGE
     try:
+        try:
+            apps, source = load(ns)
+        except CorralError as e:
+            sys.stderr.write(f"corral-runtime: error: {e.render() if isinstance(e, ConfigError) else e}\n")
+            return EXIT_USAGE
         return asyncio.run(run(ns, apps, source, home))
     except KeyboardInterrupt:
         return EXIT_REQUESTED

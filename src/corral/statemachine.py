@@ -49,6 +49,7 @@ class After(StrEnum):
     RESTART = "restart"
     DELETE = "delete"
     FAILED_START = "failed start"  # the start timed out: apply the crash policy
+    FAILED = "failed"  # judged failed while running (watchdog): apply the crash policy
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,15 @@ class UpdatePolicy:
     policy: Policy
 
 
-Event = Start | Stop | Restart | Delete | Spawned | SpawnFailed | Ready | Exited | Timeout | UpdatePolicy
+@dataclass(frozen=True)
+class Fail:
+    """The runtime judged a running instance failed (e.g. a missed watchdog): stop it
+    gracefully, then treat its end as a crash (restart policy, unstable counting)."""
+
+    reason: str
+
+
+Event = Start | Stop | Restart | Delete | Spawned | SpawnFailed | Ready | Exited | Timeout | UpdatePolicy | Fail
 
 # ---------------------------------------------------------------- effects
 
@@ -218,16 +227,16 @@ def _describe_exit(code: int | None, sig: str | None) -> str:
     return f"exited with code {code}"
 
 
-def _on_crash(state: ProcState, now: float, code: int | None, sig: str | None, *, failed_start: bool = False) -> Result:
+def _on_crash(state: ProcState, now: float, code: int | None, sig: str | None, *, failed_start: bool = False, failure: str | None = None) -> Result:
     """The instance ended without being asked to: apply the restart policy."""
     p = state.policy
-    how = "failed to become ready" if failed_start else _describe_exit(code, sig)
+    how = "failed to become ready" if failed_start else (failure or _describe_exit(code, sig))
     uptime = now - state.started_at if state.started_at is not None else 0.0
     base = replace(state, pid=None, exit_code=code, exit_signal=sig, after_stop=After.NOTHING)
     if not p.autorestart:
         new = replace(base, status=Status.STOPPED, timer=state.timer + 1, reason=f"{how}; autorestart is off")
         return new, [CancelTimer(), Announce("exit", new.reason)]
-    if sig is None and code is not None and code in p.stop_exit_codes and not failed_start:
+    if sig is None and code is not None and code in p.stop_exit_codes and not failed_start and failure is None:
         new = replace(base, status=Status.STOPPED, timer=state.timer + 1, reason=f"{how} (a stop exit code)")
         return new, [CancelTimer(), Announce("exit", new.reason)]
     unstable = failed_start or uptime < p.min_uptime
@@ -276,6 +285,8 @@ def _finish_stop(state: ProcState, now: float, code: int | None, sig: str | None
         return stopped, [CancelTimer(), Announce("stopped", "deleted"), Remove()]
     if after is After.FAILED_START:
         return _on_crash(state, now, code, sig, failed_start=True)
+    if after is After.FAILED:
+        return _on_crash(state, now, code, sig, failure=state.reason or "failed")
     return replace(stopped, reason="stopped"), [CancelTimer(), Announce("stopped", how)]
 
 
@@ -316,6 +327,11 @@ def step(state: ProcState, event: Event, now: float) -> Result:
             return replace(state, after_stop=After.RESTART), []
         fresh = replace(state, unstable_restarts=0, backoff=0.0)
         return _launch(fresh, now, count_restart=True, reason=event.reason)
+
+    if isinstance(event, Fail):
+        if s in RUNNING:
+            return _begin_stop(state, After.FAILED, event.reason)
+        return state, []
 
     if isinstance(event, Delete):
         if s in RUNNING:

@@ -523,23 +523,39 @@ class Daemon:
                     continue
                 if existing.reloading:
                     raise RequestError("busy", f"a reload of '{existing.name}' is already running; try again when it ends")
-            for cfg in apps:
-                existing = self.sup.apps.get(cfg["name"])
-                if existing is None:
-                    app = self.sup.add_app(cfg, client_env, source=source)
-                    if cfg["autostart"]:
-                        for inst in app.instances:
-                            self.sup.start(inst)
-                    started.append(app.name)
-                    continue
-                count_changed = existing.config["instances"] != cfg["instances"]
-                self.sup.set_config(existing, cfg)
+            # all or nothing: bind every socket and apply every definition first; on any
+            # failure, undo what was done and start nothing
+            added: list[App] = []
+            changed: list[tuple[App, dict[str, Any]]] = []
+            try:
+                for cfg in apps:
+                    existing = self.sup.apps.get(cfg["name"])
+                    if existing is None:
+                        added.append(self.sup.add_app(cfg, client_env, source=source))
+                    else:
+                        previous = existing.config
+                        self.sup.set_config(existing, cfg)
+                        changed.append((existing, previous))
+            except listen.ListenError:
+                for app in added:
+                    app.close_listeners()
+                    self.sup.apps.pop(app.name, None)
+                for app, previous in reversed(changed):
+                    with contextlib.suppress(listen.ListenError):
+                        self.sup.set_config(app, previous)
+                raise
+            for app in added:
+                if app.config["autostart"]:
+                    for inst in app.instances:
+                        self.sup.start(inst)
+                started.append(app.name)
+            for existing, previous in changed:
                 existing.base_env = client_env
                 existing.source = source or existing.source
-                if count_changed:
+                if previous["instances"] != existing.config["instances"]:
                     from corral.config.keys import resolve_instances
 
-                    self.sup.scale(existing, resolve_instances(cfg["instances"], self.sup.cpu_count))
+                    self.sup.scale(existing, resolve_instances(existing.config["instances"], self.sup.cpu_count))
                 targets.append(existing)
             names = {cfg["name"] for cfg in apps}
             if source:

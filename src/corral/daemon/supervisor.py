@@ -36,6 +36,7 @@ from corral.statemachine import (
     Effect,
     Event,
     Exited,
+    Fail,
     Policy,
     ProcState,
     Ready,
@@ -277,6 +278,11 @@ class App:
         the same address, closes those no longer configured. Raises ListenError."""
         cfg = self.config
         wanted: list[str] = []
+        if cfg["exec_mode"] == "cluster" and cfg["listen"] and cfg.get("reuse_port"):
+            # each instance binds its own socket; check now that the addresses can be had
+            for i, address in enumerate(cfg["listen"]):
+                if not address.startswith("unix:"):
+                    listen.bind(address, listen.listener_name(address, i, cfg.get("listen_names")), backlog=1, reuse_port=True).close()
         if cfg["exec_mode"] == "cluster" and cfg["listen"] and not cfg.get("reuse_port"):
             wanted = list(cfg["listen"])
         backlog = cfg.get("backlog") or listen.DEFAULT_BACKLOG
@@ -487,6 +493,8 @@ class Supervisor:
             inst.notified_ready = True
             self.dispatch(inst, Ready())
             self._notify()
+            if inst.app.config.get("wait_ready") and inst.app.config.get("watchdog_sec"):
+                self._arm_watchdog(inst)  # like systemd: the watchdog runs once start-up is done
         if msg.get("STOPPING") == "1":
             self.announce(inst, "stopping", "the app says it is stopping")
         if msg.get("WATCHDOG") == "1":
@@ -507,8 +515,9 @@ class Supervisor:
         inst.watchdog = None
         if inst.state.status not in RUNNING:
             return
-        self.announce(inst, "watchdog", f"restarting: {why}")
-        self.dispatch(inst, Restart(reason=f"watchdog: {why}"))
+        self.announce(inst, "watchdog", f"failed: {why}")
+        # a missed watchdog is a failure, not a requested restart: the restart policy applies
+        self.dispatch(inst, Fail(reason=f"watchdog: {why}"))
 
     def _spawn(self, inst: Instance) -> None:
         cfg = inst.app.config
@@ -526,6 +535,8 @@ class Supervisor:
                     argv[0] = found
             socks, to_close = self._instance_listeners(inst)
             env["NOTIFY_SOCKET"] = self._ensure_notify(inst)
+            if cfg.get("watchdog_sec"):
+                env["WATCHDOG_USEC"] = str(int(cfg["watchdog_sec"]) * 1000)
             pass_fds: tuple[int, ...] = ()
             if socks:
                 argv = listen.expand_placeholders(argv, socks)
@@ -543,7 +554,7 @@ class Supervisor:
             ls.close()
         if cfg.get("memory_max") or cfg.get("cpu_max"):
             self._apply_hard_limits(inst, child.pid)
-        if cfg.get("watchdog_sec"):
+        if cfg.get("watchdog_sec") and not cfg.get("wait_ready"):
             self._arm_watchdog(inst)
         inst.child = child
         inst.started_wall = time.time()
@@ -579,7 +590,7 @@ class Supervisor:
         path = inst.app.config.get("pid_file")
         if not path:
             return
-        if len(inst.app.instances) > 1:
+        if resolve_instances(inst.app.config["instances"], self.cpu_count) > 1:
             path = _suffixed(path, inst.index)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
