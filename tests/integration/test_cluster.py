@@ -351,13 +351,17 @@ def test_uvicorn_command_serves_the_inherited_socket(corral: Corral) -> None:
 def test_uvicorn_ten_reloads_under_load(corral: Corral) -> None:
     # Stock uvicorn drops a connection it accepted just before its shutdown and has not
     # read yet (empty reply or reset: Kludex/uvicorn#2757), whatever the process manager
-    # does; uvicorn_drain.py is the `uvicorn` command with the fix proposed upstream.
+    # does; `python -m corral.contrib.uvicorn` is the `uvicorn` command with the fix
+    # proposed upstream, and READY=1 once started (so wait_ready works).
     pytest.importorskip("uvicorn")
     port = free_port()
     app = {
         "name": "uv",
-        "script": str(FIXTURES / "uvicorn_drain.py"),
-        "args": ["asgi_app:app", "--fd", "{fd}", "--app-dir", str(FIXTURES), "--no-access-log"],
+        "script": sys.executable,
+        "interpreter": "none",
+        "args": ["-m", "corral.contrib.uvicorn", "asgi_app:app", "--fd", "{fd}", "--app-dir", str(FIXTURES), "--no-access-log"],
+        "wait_ready": True,
+        "listen_timeout": 20000,
         "exec_mode": "cluster",
         "instances": 4,
         "listen": f"127.0.0.1:{port}",
