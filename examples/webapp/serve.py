@@ -19,6 +19,7 @@ exits with status 0. All logs are JSON lines: requests on stdout, the rest on st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from webapp.logs import configure_logging
 from webapp.settings import Settings, SettingsError
 
 SD_LISTEN_FDS_START = 3
+DRAIN_SECONDS = 0.1
 
 log = logging.getLogger("webapp.serve")
 
@@ -101,6 +103,12 @@ class Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         sd_notify("STOPPING=1")
+        # Stop listening first and give connections accepted a moment ago time to be
+        # read: stock uvicorn would close them unread (uvicorn #2757), failing a
+        # request during a rolling reload on a shared socket.
+        for server in self.servers:
+            server.close()
+        await asyncio.sleep(DRAIN_SECONDS)
         await super().shutdown(sockets=sockets)
 
 
