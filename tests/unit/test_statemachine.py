@@ -31,6 +31,7 @@ from corral.statemachine import (
     Effect,
     Event,
     Exited,
+    Fail,
     Policy,
     ProcState,
     Ready,
@@ -1255,3 +1256,49 @@ def test_random_walk_with_a_fake_runtime(seed: int) -> None:
             assert rt.alive is None or state.pid == rt.alive
     # the walk is worth something only if it went everywhere but (maybe) errored
     assert seen >= set(Status) - {Status.ERRORED}, seen
+
+
+# ---------------------------------------------------------------- Fail (e.g. a missed watchdog)
+
+
+def _online() -> list[Step]:
+    return [(0, Start()), (0, Spawned(100))]
+
+
+@pytest.mark.parametrize(
+    ("uptime", "unstable", "status"),
+    [
+        (0.2, 1, Status.LAUNCHING),  # failed soon after the start: an unstable restart
+        (5.0, 0, Status.LAUNCHING),  # after a good run: a stable restart
+    ],
+    ids=["unstable", "stable"],
+)
+def test_fail_stops_gracefully_then_applies_the_crash_policy(uptime: float, unstable: int, status: Status) -> None:
+    r = run([*_online(), (uptime, Fail("watchdog: no WATCHDOG=1 within 1s"))])
+    assert r.state.status is Status.STOPPING and r.last_fx() == ["Signal(SIGINT)", "StartTimer(1.6)"]
+    r.feed([(0.1, Exited(None, "SIGINT"))])
+    assert r.state.status is status
+    assert r.state.unstable_restarts == unstable
+    assert r.state.restarts == 1
+    assert "watchdog" in r.state.reason
+
+
+def test_fail_loop_reaches_errored_unlike_restart() -> None:
+    policy = Policy(max_restarts=2)
+    r = run(_online(), policy)
+    for _ in range(3):
+        r.feed([(0.1, Fail("watchdog")), (0, Exited(None, "SIGINT"))])
+        if r.state.status is Status.LAUNCHING:
+            r.feed([(0, Spawned(101))])
+    assert r.state.status is Status.ERRORED
+    # a requested restart never spends the unstable budget
+    r2 = run(_online(), policy)
+    for _ in range(5):
+        r2.feed([(0.1, Restart()), (0, Exited(None, "SIGINT")), (0, Spawned(102))])
+    assert r2.state.status is Status.ONLINE
+
+
+@pytest.mark.parametrize("status", [Status.STOPPED, Status.ERRORED, Status.WAITING_RESTART, Status.STOPPING], ids=lambda s: s.name.lower())
+def test_fail_outside_running_is_ignored(status: Status) -> None:
+    r = run([(0, Fail("x"))], status=status)
+    assert r.state.status is status and r.effects == []
