@@ -47,7 +47,7 @@ def _read_tail(path: str, max_lines: int) -> list[bytes]:
         size = f.tell()
         pos = size
         data = b""
-        while pos > 0 and data.count(b"\n") <= max_lines and size - pos < TAIL_MAX_BYTES:
+        while pos > 0 and (max_lines < 0 or data.count(b"\n") <= max_lines) and size - pos < TAIL_MAX_BYTES:
             step = min(65536, pos)
             pos -= step
             f.seek(pos)
@@ -110,7 +110,7 @@ def history(
         if since is not None and mtime < since and file_index > 0:
             break  # this rotated file (and older ones) ended before --since
         try:
-            raw = _read_all(file) if file.endswith(".gz") else _read_tail(file, lines if not (since or grep or until) else -1)
+            raw = _read_all(file) if file.endswith(".gz") else _read_tail(file, lines if since is None and until is None and grep is None else -1)
         except OSError:
             continue
         if file.endswith(".gz"):

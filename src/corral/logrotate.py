@@ -98,11 +98,22 @@ def rotated_files(path: str) -> list[str]:
             continue
         found.append(p)
 
-    def key(p: str) -> tuple[float, str]:
+    def key(p: str) -> tuple[float, str, int]:
+        # (mtime, date stamp, same-second counter): `_10` sorts after `_2` on equal mtimes
+        rest = p[len(stem) + len(SEPARATOR) :]
+        if rest.endswith(".gz"):
+            rest = rest[:-3]
+        if ext and rest.endswith(ext):
+            rest = rest[: -len(ext)]
+        stamp, _, counter = rest.rpartition("_")
+        n = int(counter) if counter.isdigit() and stamp else 0
+        if not (counter.isdigit() and stamp):
+            stamp = rest
         try:
-            return os.stat(p).st_mtime, p
+            mtime = os.stat(p).st_mtime
         except OSError:
-            return 0.0, p
+            mtime = 0.0
+        return mtime, stamp, n
 
     return sorted(found, key=key)
 

@@ -228,9 +228,12 @@ class LogFile:
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # O_NONBLOCK: a FIFO with no reader must not freeze the daemon (ENXIO is a
+        # write failure, retried later); it changes nothing for regular files
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
         st = os.fstat(self.fd)
-        self.regular = stat.S_ISREG(st.st_mode)
+        # a symlink (e.g. /dev/stdout) is never rotated: rename would move the link itself
+        self.regular = stat.S_ISREG(st.st_mode) and not os.path.islink(self.path)
         self.size = st.st_size if self.regular else 0
         self.ident = (st.st_dev, st.st_ino)
 
@@ -260,12 +263,37 @@ class LogFile:
         self.dropped_in_streak = 0
 
     def write(self, data: bytes, line_count: int) -> None:
+        """Append whole lines. With a size limit, rotate at a line boundary as soon as the
+        file would pass it, so a rotated file exceeds the limit by at most one line."""
         if self.fd < 0:
             try:
                 self.open()
             except OSError as e:
                 self._fail(e, line_count)
                 return
+        limit = self.policy.max_size if self.policy is not None and self.regular else None
+        while limit and data and self.size + len(data) > limit:
+            room = limit - self.size
+            cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+            if cut <= 0:
+                if self.size > 0:
+                    if self.rotate() is None:  # not even one more line fits: rotate first
+                        break
+                    continue
+                cut = data.find(b"\n") + 1 or len(data)  # one line longer than the limit
+            head, data = data[:cut], data[cut:]
+            if not self._write(head, head.count(b"\n")):
+                if data:
+                    self._write(data, data.count(b"\n"))
+                return
+            if self.rotate() is None:
+                break
+        if data:
+            self._write(data, line_count if limit is None else data.count(b"\n"))
+        if limit and self.size >= limit:
+            self.rotate()
+
+    def _write(self, data: bytes, line_count: int) -> bool:
         view = memoryview(data)
         written = 0
         try:
@@ -274,16 +302,23 @@ class LogFile:
                 view = view[n:]
                 written += n
         except OSError as e:
-            # whole lines that did not reach the file are counted, never silently lost
-            self.size += written
-            lost = line_count if written == 0 else max(1, data[written:].count(b"\n"))
-            self._fail(e, lost)
-            return
+            # keep whole lines only: a short write before the error is cut back to the
+            # last newline, and every line that did not make it is counted
+            keep = data.rfind(b"\n", 0, written) + 1 if written else 0
+            if written > keep and self.regular:
+                try:
+                    os.ftruncate(self.fd, self.size + keep)
+                except OSError:
+                    keep = written
+            elif written > keep:
+                keep = written
+            self.size += keep
+            self._fail(e, data[keep:].count(b"\n") or (1 if written < len(data) else 0))
+            return False
         self.size += written
         if self.failing:
             self._recovered()
-        if self.policy is not None and self.policy.max_size and self.regular and self.size >= self.policy.max_size:
-            self.rotate()
+        return True
 
     def rotate(self) -> str | None:
         """Rename the current file aside and start a fresh one; None when nothing to rotate."""
@@ -348,6 +383,7 @@ class LogFiles:
     def __init__(self, events: LogEvents | None = None) -> None:
         self._files: dict[str, LogFile] = {}
         self.events = events
+        self._retired: dict[str, tuple[int, int]] = {}  # path -> (rotations, lines dropped) of closed files
 
     def acquire(self, path: str, policy: RotatePolicy | None = None) -> LogFile:
         f = self._files.get(path)
@@ -364,6 +400,17 @@ class LogFiles:
         if f.refs <= 0:
             f.close()
             self._files.pop(f.path, None)
+            rot, dropped = self._retired.get(f.path, (0, 0))
+            self._retired[f.path] = (rot + f.rotations, dropped + f.lines_dropped)
+
+    def counters(self, path: str) -> tuple[int, int]:
+        """(rotations, lines that could not be written) of a path, over the daemon's life."""
+        rot, dropped = self._retired.get(path, (0, 0))
+        live = self._files.get(path)
+        if live is not None:
+            rot += live.rotations
+            dropped += live.lines_dropped
+        return rot, dropped
 
     def get(self, path: str) -> LogFile | None:
         return self._files.get(path)

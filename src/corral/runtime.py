@@ -37,6 +37,7 @@ from corral.paths import Home
 EXIT_REQUESTED = 0
 EXIT_APPS_ENDED = 1
 EXIT_USAGE = 2
+STD_STREAMS = {"/dev/stdout", "/dev/stderr", "/proc/self/fd/1", "/proc/self/fd/2", "/dev/fd/1", "/dev/fd/2"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,9 +116,10 @@ def load(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
         sys.stderr.write(f"corral-runtime: notice: {n}\n")
     apps = result.apps
     for app in apps:
-        # in a container, output goes to our stdout/stderr; files only where the config names them
-        for key in ("out_file", "error_file"):
-            if app[key] == "default":
+        # in a container, output goes to our stdout/stderr; files only where the config
+        # names them (and our own stdout/stderr named as a file would double every line)
+        for key in ("out_file", "error_file", "log_file"):
+            if app[key] == "default" or app[key] in STD_STREAMS:
                 app[key] = None
     return apps, str(path.resolve())
 
@@ -197,6 +199,7 @@ async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, h
     if not requested.is_set() and code == EXIT_REQUESTED:
         pass  # `corral kill` set stopping after stopping the apps
     await daemon.stop_all()
+    daemon.stop_watchers()
     if daemon.server is not None:
         daemon.server.close()
     with contextlib.suppress(FileNotFoundError):

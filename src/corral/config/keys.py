@@ -369,6 +369,15 @@ def p_memory_mode(value: Any) -> str:
     return s
 
 
+def p_log_size(value: Any) -> int | None:
+    """Like a size, but 0 is kept (it switches a daemon-wide default off)."""
+    if value is None or value is False:
+        return None
+    if value == 0 or (isinstance(value, str) and value.strip() == "0"):
+        return 0
+    return parse_size(value)
+
+
 def p_rotate_interval(value: Any) -> str | None:
     if value is None or value is False:
         return None
@@ -471,7 +480,7 @@ KEYS: tuple[Key, ...] = (
     Key("backlog", p_backlog, 2048, "Listen backlog of the shared sockets.", "int"),
     Key("memory_max", p_opt_size, None, "Hard memory limit through a cgroup v2 (`memory.max`) when the machine delegates one; otherwise a notice, and only `max_memory_restart` applies.", "size"),
     Key("cpu_max", p_opt_cpus, None, "Hard CPU limit in CPUs (`0.5`, `2`) through a cgroup v2 (`cpu.max`) when available.", "float"),
-    Key("log_max_size", p_opt_size, None, "Rotate a log file when it reaches this size (`10M`); off by default. Daemon-wide default: `[logs] max_size` in corral.toml.", "size", ("max_size",)),
+    Key("log_max_size", p_log_size, None, "Rotate a log file before it passes this size (`10M`); off by default. Daemon-wide default: `[logs] max_size` in corral.toml; `0` switches that default off for one app.", "size", ("max_size",)),
     Key("log_rotate_interval", p_rotate_interval, None, "Also rotate on a schedule: a cron pattern, or `daily`, `hourly`, `weekly`, `monthly`.", "cron", ("rotateInterval",)),
     Key("log_retain", p_opt_nonneg_int, None, "Rotated files kept per log (oldest deleted first); default 30.", "int", ("retain",)),
     Key("log_compress", p_opt_bool, None, "gzip rotated files (done off the event loop); default false.", "bool", ("compress",)),

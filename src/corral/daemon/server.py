@@ -89,6 +89,16 @@ class Daemon:
         except (OSError, ValueError) as e:
             self.log(f"[daemon] HTTP endpoint not started: {e}")
 
+    def stop_watchers(self) -> None:
+        for task in (self.monitor.task, self.triggers.task):
+            if task is not None:
+                task.cancel()
+        self.health.stop()
+        self.triggers.stop()
+        http = getattr(self, "http", None)
+        if http is not None:
+            http.close()
+
     def start_watchers(self) -> None:
         from corral.daemon import settings
 
@@ -318,8 +328,8 @@ class Daemon:
                     "listen": [{"name": ls.name, "address": ls.address, "port": ls.port} for ls in inst.app.listeners] or cfg["listen"],
                     "wait_ready": cfg["wait_ready"],
                     "log_errors": [f.last_error for f in self.sup.files.all() if f.failing and f.last_error and f.path in (inst.log_paths().values())],
-                    "log_lines_dropped": sum(f.lines_dropped for f in self.sup.files.all() if f.path in inst.log_paths().values()),
-                    "log_rotations": sum(f.rotations for f in self.sup.files.all() if f.path in inst.log_paths().values()),
+                    "log_lines_dropped": sum(self.sup.files.counters(p)[1] for p in set(inst.log_paths().values()) if p),
+                    "log_rotations": sum(self.sup.files.counters(p)[0] for p in set(inst.log_paths().values()) if p),
                 }
             )
             env = inst.env or self.sup.build_env(inst)
@@ -900,6 +910,7 @@ async def run(home: Home) -> int:
     await daemon.start_http()
     home.pid_file.write_text(f"{os.getpid()}\n")
     await daemon.stopping.wait()
+    daemon.stop_watchers()
     if daemon.server is not None:
         daemon.server.close()
     with contextlib.suppress(FileNotFoundError):
