@@ -122,6 +122,9 @@ def cmd_start(ns: argparse.Namespace) -> int:
     if looks_like_config(target) and path.is_file():
         only = ns.only.split(",") if ns.only else None
         result = load_ecosystem(path, env_name=ns.env, only=only, client_env=client_env)
+        if only:
+            for app in result.apps:
+                app["autostart"] = True  # naming an app is asking for it
         if ns.namespace:
             for app in result.apps:
                 app["namespace"] = ns.namespace

@@ -116,6 +116,8 @@ def load(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
         sys.stderr.write(f"corral-runtime: notice: {n}\n")
     apps = result.apps
     for app in apps:
+        if only:
+            app["autostart"] = True  # naming an app is asking for it
         # in a container, output goes to our stdout/stderr; files only where the config
         # names them (and our own stdout/stderr named as a file would double every line)
         for key in ("out_file", "error_file", "log_file"):

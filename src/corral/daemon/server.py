@@ -905,10 +905,10 @@ async def run(home: Home) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(graceful()))
+    home.pid_file.write_text(f"{os.getpid()}\n")  # before the socket answers (systemd Type=forking)
     await daemon.serve()
     daemon.start_watchers()
     await daemon.start_http()
-    home.pid_file.write_text(f"{os.getpid()}\n")
     await daemon.stopping.wait()
     daemon.stop_watchers()
     if daemon.server is not None:
