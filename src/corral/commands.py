@@ -41,7 +41,7 @@ COMMANDS: tuple[Command, ...] = (
             Param("client_env", "object", "The caller's environment; apps inherit it, as in PM2.", default={}),
             Param("source", "str", "The ecosystem file the apps come from (used by `reload FILE`).", default=None),
         ),
-        result="{processes: [process]}",
+        result="{processes: [the started processes], all: [every process]}",
         changes_state=True,
     ),
     Command("stop", "Stop instances (kill_signal, kill_timeout, then SIGKILL to the process group).", (TARGET,), "{processes: [process]}", True),

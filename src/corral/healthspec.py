@@ -101,6 +101,8 @@ def parse_health(table: Any) -> dict[str, Any] | None:
             raise ValueError(f"'health.{key}': {e}")
     if out["interval"] <= 0:
         raise ValueError("'health.interval' must be more than 0")
+    if out["timeout"] <= 0:
+        raise ValueError("'health.timeout' must be more than 0")
     for key, default in (("failure_threshold", 3), ("success_threshold", 1)):
         value = table.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -111,6 +113,8 @@ def parse_health(table: Any) -> dict[str, Any] | None:
     if not lo.strip().isdigit() or (hi and not hi.strip().isdigit()):
         raise ValueError(f"'health.expect_status' must be like 200 or 200-399, got {status!r}")
     out["status_min"], out["status_max"] = int(lo), int(hi or lo)
+    if out["status_min"] > out["status_max"]:
+        raise ValueError(f"'health.expect_status': {status!r} is reversed (write it low-high)")
     body = table.get("expect_body")
     if body is not None and not isinstance(body, str):
         raise ValueError("'health.expect_body' must be a string")

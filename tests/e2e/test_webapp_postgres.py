@@ -184,7 +184,7 @@ def ecosystem_copy(folder: Path, port: int) -> tuple[Path, dict[str, Any]]:
         for key in ("out_file", "error_file", "log_file"):
             if app.get(key):
                 app[key] = str(folder / "logs" / Path(app[key]).name)
-        app.setdefault("health", dict(PROBE))
+        app["health"] = dict(PROBE)  # a fast probe, whatever the file says
     assert webapp is not None, "ecosystem.toml has no app named 'webapp'"
     assert f":{port}" in json.dumps(webapp["listen"]), f"listen was not 127.0.0.1:8000: {webapp['listen']!r}"
     path = folder / "ecosystem.toml"

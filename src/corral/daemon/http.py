@@ -168,8 +168,9 @@ class HttpEndpoint:
             return (200 if ok else 503), "application/json", json.dumps(body).encode()
         if path == "/readyz":
             result = await d.cmd_health({"names": []})
-            body = {"status": "ready" if result["healthy"] else "not ready", **result}
-            return (200 if result["healthy"] and result["apps"] else 503), "application/json", json.dumps(body).encode()
+            ready = bool(result["healthy"] and result["apps"])
+            body = {"status": "ready" if ready else "not ready", **result}
+            return (200 if ready else 503), "application/json", json.dumps(body).encode()
         if path == "/metrics" and self.with_metrics:
             d.monitor.tick()
             return 200, "text/plain; version=0.0.4; charset=utf-8", metrics(d).encode()

@@ -11,11 +11,14 @@ import os
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from corral.healthspec import HealthSpec
 
-MAX_CONCURRENT = 32
+# A bound on open sockets and processes, not a queue: each target has at most one probe in
+# flight (HealthManager), so a hung target holds one slot and delays no one else.
+MAX_CONCURRENT = 1024
 _semaphore: asyncio.Semaphore | None = None
 
 
@@ -46,7 +49,12 @@ async def http_probe(url: str, spec: HealthSpec, unix_path: str | None = None) -
             return False, f"bad HTTP response {status_line[:60]!r}"
         body = b""
         if spec.expect_body is not None:
-            body = await reader.read(65536)
+            # the body may come in several segments: read to the end (Connection: close)
+            while len(body) < 65536:
+                chunk = await reader.read(65536 - len(body))
+                if not chunk:
+                    break
+                body += chunk
         if not spec.status_min <= status <= spec.status_max:
             return False, f"HTTP {status}"
         if spec.expect_body is not None and spec.expect_body.encode() not in body:
@@ -67,7 +75,18 @@ async def tcp_probe(address: str) -> tuple[bool, str | None]:
 
 
 async def exec_probe(argv: list[str], cwd: str, env: dict[str, str], watch: Callable[[int, asyncio.Future[int]], None]) -> tuple[bool, str | None]:
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, process_group=0, close_fds=True)
+    import tempfile
+
+    # stderr goes to a file, not a pipe: a chatty check must not block on a full pipe
+    with tempfile.TemporaryFile() as errfile:
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errfile, process_group=0, close_fds=True)
+        except OSError as e:
+            return False, f"cannot run {argv[0]}: {e.strerror or e}"
+        return await _wait_exec(proc, errfile, watch)
+
+
+async def _wait_exec(proc: subprocess.Popen[bytes], errfile: Any, watch: Callable[[int, asyncio.Future[int]], None]) -> tuple[bool, str | None]:
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     watch(proc.pid, done)
     try:
@@ -80,14 +99,10 @@ async def exec_probe(argv: list[str], cwd: str, env: dict[str, str], watch: Call
         raise
     finally:
         proc.returncode = 0  # reaped by the daemon's watcher, not by Popen
-    err = b""
-    if proc.stderr is not None:
-        os.set_blocking(proc.stderr.fileno(), False)
-        try:
-            err = proc.stderr.read(300) or b""
-        except OSError:
-            pass
-        proc.stderr.close()
+    errfile.seek(0, os.SEEK_END)
+    size = errfile.tell()
+    errfile.seek(max(0, size - 1000))
+    err = errfile.read()
     code = os.waitstatus_to_exitcode(status)
     if code == 0:
         return True, None
@@ -109,4 +124,6 @@ async def run_probe(coro_factory: Callable[[], Awaitable[tuple[bool, str | None]
             ok, err = False, "connection refused"
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
             ok, err = False, f"{type(e).__name__}: {e}"
+        except (ValueError, TypeError) as e:  # e.g. a target with an empty {port}
+            ok, err = False, f"bad probe target: {e}"
         return ok, err, (time.monotonic() - t0) * 1000.0

@@ -455,7 +455,8 @@ class Daemon:
             touched.extend(existing.instances)
         await self._await_settled(touched)
         self.notify_systemd()
-        return {"processes": [self.view(i) for i in touched if i in i.app.instances]}
+        everyone = sorted(self.sup.instances(), key=lambda i: i.id)
+        return {"processes": [self.view(i) for i in touched if i in i.app.instances], "all": [self.view(i) for i in everyone]}
 
     # ------------------------------------------------------------ reload and scale
 

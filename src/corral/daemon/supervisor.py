@@ -55,10 +55,10 @@ from corral.statemachine import (
     step,
 )
 
-READ_CHUNK = 262144
+READ_CHUNK = 65536
 # Without wait_ready, an instance counts as ready (for reload) once it has stayed up this long.
 READY_SETTLE = 0.5
-READS_PER_WAKEUP = 4
+READS_PER_WAKEUP = 16
 SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE", "DATABASE_URL", "DSN")
 
 
@@ -116,36 +116,32 @@ class PipeReader:
         sup.loop.add_reader(fd, self.on_readable)
 
     def on_readable(self) -> None:
-        chunks: list[bytes] = []
-        eof = False
+        # Chunks of 64 KiB are processed one by one: larger buffers fall above glibc's
+        # mmap threshold and cost an mmap/munmap (or brk trim) per read under a flood.
+        plain = self.inst.formatter.plain and not self.sup.log_listeners
         for _ in range(READS_PER_WAKEUP):
             try:
                 chunk = os.read(self.fd, READ_CHUNK)
             except BlockingIOError:
-                break
+                return
             except OSError:
                 chunk = b""
             if not chunk:
-                eof = True
-                break
-            chunks.append(chunk)
-            if len(chunk) < READ_CHUNK:
-                break
-        if chunks:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            if self.inst.formatter.plain and not self.sup.log_listeners:
+                self.close()
+                return
+            if plain:
                 # plain text, nobody following: whole lines go out as one block
-                block = self.framer.feed_block(data)
+                block = self.framer.feed_block(chunk)
                 if block:
                     count = block.count(b"\n")
                     for target in self.targets:
                         target.write(block, count)
             else:
-                lines = self.framer.feed(data)
+                lines = self.framer.feed(chunk)
                 if lines:
                     self.emit(lines)
-        if eof:
-            self.close()
+            if len(chunk) < READ_CHUNK:
+                return
 
     def drain(self) -> None:
         """Read what is buffered now (called when the instance exits)."""
@@ -813,6 +809,7 @@ class Supervisor:
         new.id = old.id
         new.state = replace(new.state, restarts=old.state.restarts + 1)
         new.created_at = old.created_at
+        new.last_restart_reason = old.last_restart_reason
         new.refresh_format()
 
     def scale(self, app: App, count: int) -> tuple[list[Instance], list[Instance]]:

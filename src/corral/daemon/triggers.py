@@ -132,7 +132,9 @@ class Triggers:
             return not self.ignored(app, path)
 
         with contextlib.suppress(asyncio.CancelledError):
-            async for changes in awatch(*paths, watch_filter=keep, debounce=delay, step=50, stop_event=stop):
+            # watch_delay is the quiet time that ends a batch of changes (watchfiles' step);
+            # a batch lasts at most 20 times that (its debounce)
+            async for changes in awatch(*paths, watch_filter=keep, debounce=max(delay * 20, 1600), step=delay, stop_event=stop):
                 if app.name not in self.sup.apps or stop.is_set():
                     return
                 files = sorted({os.path.relpath(p, app.config["cwd"]) for _, p in changes})

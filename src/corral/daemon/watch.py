@@ -183,6 +183,13 @@ class HealthManager:
             env = dict(inst.env) if inst is not None and inst.env else dict(app.base_env, **cfg["env"])
             argv = list(target) if isinstance(target, list) else [str(target)]
             return lambda: exec_probe(argv, cfg["cwd"], env, self.watch_pid)
+        if ("{port}" in str(target) or "{listen}" in str(target)) and not port:
+            problem = f"'{target}' needs a port, and the app has none (no listen socket, no PORT in its env)"
+
+            async def no_port() -> tuple[bool, str | None]:
+                return False, problem
+
+            return no_port
         text = str(target).replace("{port}", port or "").replace("{listen}", f"{host}:{port}" if port else "")
         if spec.kind == "tcp":
             address = text if not unix_path or "{" in str(target) else f"unix:{unix_path}"
@@ -207,9 +214,13 @@ class HealthManager:
                     if inst is not None:
                         inst.last_restart_reason = reason
                         await self.replace_instance(inst, reason)
+                        holder.health = replace(new, failures=0)
                     else:
+                        for i in app.instances:
+                            i.last_restart_reason = reason
                         await self.reload_app(app, reason)
-                    holder.health = replace(new, failures=0)
+                        # a fresh start for the reloaded app: another liveness failure restarts again
+                        holder.health = HealthState(since=time.monotonic(), last_change=time.monotonic())
         except Exception as e:
             self.sup.log(f"[daemon] probe failed to run: {e!r}")
         finally:
