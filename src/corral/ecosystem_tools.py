@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.appkind import looks_like_python
 from corral.errors import ConfigError, CorralError, UsageError
 
 if TYPE_CHECKING:
@@ -100,20 +101,6 @@ def load(
 # ---------------------------------------------------------------- check
 
 
-def _looks_like_python(argv: list[str]) -> bool:
-    first = os.path.basename(argv[0])
-    if first.startswith(("python", "pypy")):
-        return True
-    if argv[0].endswith(".py"):
-        return True
-    try:
-        with open(argv[0], "rb") as f:
-            head = f.read(128)
-    except OSError:
-        return False
-    return head.startswith(b"#!") and b"python" in head.split(b"\n", 1)[0]
-
-
 def app_warnings(app: Mapping[str, Any], label: str | None) -> list[str]:
     """What `check` warns about beyond what loading already does."""
     from corral.config.loader import build_argv, where_app
@@ -126,7 +113,7 @@ def app_warnings(app: Mapping[str, Any], label: str | None) -> list[str]:
             "there is nothing to share, so the instances run as in fork mode"
         )
     argv = build_argv(app)
-    if _looks_like_python(argv) and "PYTHONUNBUFFERED" in app["env"]:
+    if looks_like_python(argv) and "PYTHONUNBUFFERED" in app["env"]:
         value = app["env"]["PYTHONUNBUFFERED"]
         unbuffered_flag = "-u" in (app["interpreter_args"] or [])
         if value == "" and not unbuffered_flag:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from corral.appkind import is_secret
 from corral.config.keys import resolve_instances
 from corral.config.loader import load_ecosystem
 
@@ -39,7 +40,6 @@ APP_DIR = "/app"  # where the image holds the ecosystem file's folder
 HEALTH_PORT = 9615  # corral-runtime --health-port in the runtime strategy
 ANNOTATION = "corral/"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "corral"}
-SECRET_MARKERS = ("SECRET", "PASSWORD", "PASSWD", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE", "DATABASE_URL", "DSN")
 LOOPBACK = ("127.", "localhost", "[::1]", "::1")
 MI = 1024**2
 GI = 1024**3
@@ -50,12 +50,6 @@ class ExportError(Exception):
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def is_secret(name: str) -> bool:
-    """Does an environment variable's name look like it holds a secret?"""
-    upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS)
 
 
 def memory_quantity(size: int) -> str:

@@ -45,6 +45,19 @@ class Home:
     def pids_dir(self) -> Path:
         return self.root / "pids"
 
+    def take_lock(self) -> int | None:
+        """Hold the home for this process (one daemon or runtime per home): the lock fd,
+        or None when another process holds it. Released when the process exits."""
+        import fcntl
+
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
     def ensure(self) -> None:
         """Create the home folder with mode 0700 (and tighten it if it exists)."""
         self.root.mkdir(parents=True, exist_ok=True)

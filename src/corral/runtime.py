@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -198,16 +197,8 @@ async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, h
             # keep serving the control socket until told to stop
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(daemon.stopping.wait(), 1.0)
-    if not requested.is_set() and code == EXIT_REQUESTED:
-        pass  # `corral kill` set stopping after stopping the apps
     await daemon.stop_all()
-    daemon.stop_watchers()
-    if daemon.server is not None:
-        daemon.server.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(home.socket)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(home.pid_file)
+    daemon.close()
     # last reap of anything left (we may be PID 1)
     sup.reap_children()
     return code
@@ -227,11 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     home.ensure()
     # take the home first, so a `corral ls` racing the container's start cannot spawn a
     # background daemon that would own it
-    lock_fd = os.open(home.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(lock_fd)
+    lock_fd = home.take_lock()
+    if lock_fd is None:
         sys.stderr.write(f"corral-runtime: error: a Corral daemon already runs in {home.root}; set CORRAL_HOME to another folder\n")
         return EXIT_USAGE
     try:

@@ -8,7 +8,6 @@ A socket or pid file left by a dead daemon is replaced, since the lock is free.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import sys
 
@@ -18,10 +17,8 @@ from corral.paths import Home
 def main() -> int:
     home = Home.from_env()
     home.ensure()
-    lock_fd = os.open(home.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock_fd = home.take_lock()
+    if lock_fd is None:
         return 0  # another daemon holds the home
     from corral.daemon.server import run
 

@@ -22,8 +22,9 @@ from typing import Any
 
 from corral import __version__, commands, protocol
 from corral import listeners as listen
+from corral.appkind import is_secret
 from corral.config.loader import normalize_app
-from corral.daemon.supervisor import READY_SETTLE, App, Instance, Supervisor, is_secret
+from corral.daemon.supervisor import READY_SETTLE, App, Instance, Supervisor
 from corral.errors import ConfigError
 from corral.paths import Home
 from corral.statemachine import Restart, Status
@@ -88,6 +89,15 @@ class Daemon:
             await self.http.start()
         except (OSError, ValueError) as e:
             self.log(f"[daemon] HTTP endpoint not started: {e}")
+
+    def close(self) -> None:
+        """Stop serving: watchers, the HTTP endpoint, the control socket and the pid file."""
+        self.stop_watchers()
+        if self.server is not None:
+            self.server.close()
+        for path in (self.home.socket, self.home.pid_file):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     def stop_watchers(self) -> None:
         for task in (self.monitor.task, self.triggers.task):
@@ -911,12 +921,6 @@ async def run(home: Home) -> int:
     daemon.start_watchers()
     await daemon.start_http()
     await daemon.stopping.wait()
-    daemon.stop_watchers()
-    if daemon.server is not None:
-        daemon.server.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(home.socket)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(home.pid_file)
+    daemon.close()
     daemon.log("[daemon] exited")
     return 0

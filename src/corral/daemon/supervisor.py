@@ -22,6 +22,7 @@ from typing import Any
 
 from corral import listeners as listen
 from corral import osproc
+from corral.appkind import looks_like_python
 from corral.config.keys import resolve_instances
 from corral.config.loader import build_argv
 from corral.logrotate import policy_from
@@ -59,7 +60,6 @@ READ_CHUNK = 65536
 # Without wait_ready, an instance counts as ready (for reload) once it has stayed up this long.
 READY_SETTLE = 0.5
 READS_PER_WAKEUP = 16
-SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE", "DATABASE_URL", "DSN")
 
 
 def policy_from_config(cfg: dict[str, Any]) -> Policy:
@@ -78,28 +78,9 @@ def policy_from_config(cfg: dict[str, Any]) -> Policy:
     )
 
 
-def is_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(word in upper for word in SECRET_WORDS)
-
-
 def _suffixed(path: str, index: int) -> str:
     root, ext = os.path.splitext(path)
     return f"{root}-{index}{ext}"
-
-
-def _looks_like_python(argv: list[str]) -> bool:
-    first = os.path.basename(argv[0])
-    if first.startswith("python") or first.startswith("pypy"):
-        return True
-    if argv[0].endswith(".py"):
-        return True
-    try:
-        with open(argv[0], "rb") as f:
-            head = f.read(128)
-        return head.startswith(b"#!") and b"python" in head.split(b"\n", 1)[0]
-    except OSError:
-        return False
 
 
 class PipeReader:
@@ -519,7 +500,7 @@ class Supervisor:
         cfg = inst.app.config
         argv = build_argv(cfg)
         env = self.build_env(inst)
-        if "PYTHONUNBUFFERED" not in env and _looks_like_python(argv):
+        if "PYTHONUNBUFFERED" not in env and looks_like_python(argv):
             env["PYTHONUNBUFFERED"] = "1"
         inst.notified_ready = False
         inst.status_text = None
