@@ -118,3 +118,40 @@ def test_flush_and_reload_logs(corral: Corral) -> None:
     assert size_after < 64
     assert corral.run("flush", "all", check=False).returncode == 2  # needs --yes
     corral.run("flush", "all", "--yes")
+
+
+def test_slow_follower_is_dropped_and_the_app_is_not_slowed(corral: Corral) -> None:
+    import socket
+
+    n = 300_000
+    write(corral.cwd / "flood.py", FLOOD)
+    write(corral.cwd / "idle.py", "import time\ntime.sleep(600)\n")
+    corral.run("start", "idle.py")
+    # a follower that subscribes and then reads nothing while the app floods
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(str(corral.home / "corral.sock"))
+    slow.sendall(b'{"v": 1, "id": 1, "cmd": "subscribe", "args": {"target": ["all"]}}\n')
+    fast = subprocess.Popen([sys.executable, "-m", "corral", "logs", "flood", "--lines", "0", "--raw"], env=corral.env, stdout=subprocess.PIPE)
+    try:
+        corral.run("start", "flood.py", "--no-autorestart", "--", str(n))
+        # the app runs to the end and every line reaches the file, whatever the slow follower does
+        wait_until(lambda: corral.proc("flood")["status"] == "stopped", timeout=60)
+        out = corral.home / "logs" / "flood-out.log"
+        wait_until(lambda: out.stat().st_size == n * 92, timeout=30)
+        assert corral.run("ls").returncode == 0  # the control socket answers meanwhile
+        # now read what the slow follower got: a notice that it was dropped, then the end
+        slow.settimeout(20)
+        data = b""
+        while chunk := slow.recv(1 << 20):
+            data += chunk
+        messages = [json.loads(line) for line in data.splitlines() if line.strip()]
+        assert messages[0]["ok"] is True
+        logs = [m for m in messages if m.get("stream") == "log"]
+        assert len(logs) < n
+        assert messages[-1] == {"v": 1, "stream": "notice", "message": "follower too slow: dropped"}
+    finally:
+        slow.close()
+        fast.terminate()
+        fast.wait(10)
+    assert corral.proc("idle")["status"] == "online"
