@@ -1,0 +1,478 @@
+"""The cluster-mode recipes of docs/cluster.md, each run for real under Corral.
+
+Every recipe runs as a 2-instance cluster app on one shared loopback socket
+(bound once by the daemon, passed the systemd way).  Each test checks that the
+server took the inherited socket (both instances answer on the port, and
+``LISTEN_PID`` was the instance's own pid), then runs ``corral reload`` while
+closed-loop clients (a new TCP connection per request) count failures: a
+recipe is right when no request fails.  One client sends its request at once,
+a few send it 50 ms after connecting (a real network, TLS): that makes the one
+way a server can lose a request on a shared socket, closing a connection it
+accepted but has not read yet, show at every reload instead of now and then,
+so the recipes of servers that do it are strict xfails, not flaky tests.
+The apps are in tests/fixtures/recipes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Corral, pid_alive, wait_until, write
+
+RECIPES = Path(__file__).resolve().parent.parent / "fixtures" / "recipes"
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def corral(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
+    """One daemon for the whole module (each test deletes its app)."""
+    base = tmp_path_factory.mktemp("recipes")
+    work = base / "work"
+    work.mkdir()
+    c = Corral(base / "home", work)
+    # Apps run from the test venv: `uvicorn`, `gunicorn`, `hypercorn` on PATH, *.py with its python.
+    c.env["PATH"] = f"{BIN}{os.pathsep}{c.env.get('PATH', '')}"
+    c.env["VIRTUAL_ENV"] = str(BIN.parent)
+    try:
+        yield c
+    finally:
+        c.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, timeout: float = 5.0, send_delay: float = 0.0) -> tuple[int, bytes]:
+    """One request on a new connection: (status, body); raises OSError when refused or reset.
+
+    send_delay: time between the connection and the request, as over a real
+    network or after a TLS handshake (the server may accept in between).
+    """
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        if send_delay:
+            time.sleep(send_delay)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        while len(data) < 1 << 20:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    parts = head.split(b" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    if b"transfer-encoding: chunked" in head.lower():
+        body = dechunk(body)
+    return status, body
+
+
+def dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out
+
+
+def get_json(port: int) -> dict[str, Any]:
+    status, body = http_get(port)
+    assert status == 200, body[:500]
+    out: dict[str, Any] = json.loads(body)
+    return out
+
+
+def instance_pids(corral: Corral, name: str) -> dict[int, int]:
+    """{instance index: pid} of the app's online instances."""
+    procs = [p for p in corral.jlist() if p["name"] == name]
+    assert all(p["status"] == "online" for p in procs), procs
+    return {p["instance"]: p["pid"] for p in procs}
+
+
+def owner(answer: dict[str, Any], pids: set[int]) -> int | None:
+    """The instance that served an answer: the app's own pid, or its parent (gunicorn's worker)."""
+    for pid in (answer["pid"], answer["ppid"]):
+        if pid in pids:
+            return int(pid)
+    return None
+
+
+def answers_from_every_instance(
+    port: int, pids: set[int], timeout: float = 20.0
+) -> dict[int, dict[str, Any]]:
+    """Request (a new connection each time) until every instance has answered; bounded.
+
+    With one shared socket the instance that accepts is whichever is idle, so
+    a few tries may be needed; a connection refused while the apps start is retried.
+    """
+    seen: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    tries = 0
+    while not pids <= set(seen):
+        assert time.monotonic() < deadline, (
+            f"only {sorted(seen)} of {sorted(pids)} answered in {timeout}s ({tries} requests)"
+        )
+        tries += 1
+        try:
+            answer = get_json(port)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        who = owner(answer, pids)
+        assert who is not None, (
+            f"answered by a process that is no instance: {answer} (instances: {sorted(pids)})"
+        )
+        seen[who] = answer
+    return seen
+
+
+def proc_environ(pid: int) -> dict[str, str]:
+    """The environment a process was exec'd with (what the shim handed over)."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        items = f.read().split(b"\0")
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in items if item)
+
+
+class Load:
+    """A closed-loop client in a thread: a new connection per request, bounded in time and count."""
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        send_delay: float = 0.0,
+        max_seconds: float = 60.0,
+        max_requests: int = 50_000,
+    ) -> None:
+        self.port = port
+        self.send_delay = send_delay
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests
+        self.ok = 0
+        self.failures: list[str] = []
+        self.pids: Counter[int] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        for _ in range(self.max_requests):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                status, body = http_get(self.port, timeout=10.0, send_delay=self.send_delay)
+            except OSError as e:
+                self.failures.append(f"{type(e).__name__}: {e}")
+                time.sleep(0.01)
+                continue
+            if status != 200:
+                self.failures.append(f"status {status}: {body[:200]!r}")
+                continue
+            try:
+                pid = int(json.loads(body)["pid"])
+            except (ValueError, KeyError, TypeError):
+                self.failures.append(f"bad body: {body[:200]!r}")
+                continue
+            self.ok += 1
+            self.pids[pid] += 1
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait_served(self) -> None:
+        wait_until(
+            lambda: self.ok >= 3 or self.failures, timeout=10, message="the client is served"
+        )
+        assert not self.failures, self.failures[:5]
+
+    def __enter__(self) -> Load:
+        self.start()
+        try:
+            self.wait_served()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(20)
+        assert not self._thread.is_alive(), "the client thread did not end"
+
+    def more(self, n: int = 10, timeout: float = 10.0) -> None:
+        target = self.ok + n
+        wait_until(
+            lambda: self.ok >= target or len(self.failures) > 0,
+            timeout=timeout,
+            message=f"{n} more answers",
+        )
+
+
+# ---------------------------------------------------------------- the recipes
+
+# Why servers fail a reload: each instance stops on SIGTERM while the shared
+# socket stays open, so connections still queued are taken by the other
+# instances; a request fails only when the stopping server closes a connection
+# it had accepted without answering it.
+CLOSES_JUST_ACCEPTED = (
+    "on SIGTERM, {server} closes the connections it accepted whose request it has not read yet "
+    "(the race of Kludex/uvicorn#2757): a client whose request follows its connection by a few ms "
+    "gets an empty reply or a reset; no setting avoids it (the graceful timeout only covers requests "
+    "already read). The fix: stop listening, wait a moment, then shut down. {detail}"
+)
+UVICORN_XFAIL = CLOSES_JUST_ACCEPTED.format(
+    server="uvicorn", detail="Lossless recipe: python -m corral.contrib.uvicorn"
+)
+# `python -m corral.contrib.uvicorn`: the uvicorn command with that fix, and READY=1 once started
+CONTRIB_UVICORN = ["-m", "corral.contrib.uvicorn"]
+CONTRIB_UVICORN_CONFIG = {"wait_ready": True, "listen_timeout": 10000}
+
+
+@dataclass
+class Recipe:
+    name: str
+    script: str
+    args: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    # the app runs in the process Corral started (not in a worker it forks),
+    # so it sees LISTEN_PID itself; gunicorn unsets it once it took the sockets
+    in_process: bool = True
+    needs: tuple[str, ...] = ()
+    xfail: str | None = None
+
+
+# gunicorn >= 25.1 opens a control socket at one default path for every instance: off
+GUNICORN = ["-w", "1", "--graceful-timeout", "5", "--no-control-socket"]
+GUNICORN_CONFIG = {"wait_ready": True, "listen_timeout": 15000, "kill_timeout": 8000}
+
+RECIPES_UNDER_TEST = [
+    Recipe(
+        "uvicorn",
+        "uvicorn",
+        ["asgi_app:app", "--fd", "{fd}", "--no-access-log"],
+        needs=("uvicorn",),
+        xfail=UVICORN_XFAIL,
+    ),
+    Recipe(
+        "uvicorn-contrib",
+        "python",
+        [*CONTRIB_UVICORN, "asgi_app:app", "--fd", "{fd}", "--no-access-log"],
+        CONTRIB_UVICORN_CONFIG,
+        needs=("uvicorn",),
+    ),
+    Recipe(
+        "gunicorn",
+        "gunicorn",
+        ["wsgi_app:app", "-k", "sync", *GUNICORN],
+        GUNICORN_CONFIG,
+        in_process=False,
+        needs=("gunicorn",),
+    ),
+    Recipe(
+        "gunicorn-uvicorn-worker",
+        "gunicorn",
+        ["asgi_app:app", "-k", "uvicorn.workers.UvicornWorker", *GUNICORN],
+        GUNICORN_CONFIG,
+        in_process=False,
+        needs=("gunicorn", "uvicorn"),
+        xfail=UVICORN_XFAIL + " (not for UvicornWorker, which runs uvicorn's own shutdown)",
+    ),
+    Recipe(
+        "hypercorn",
+        "hypercorn",
+        # --workers 0: serve in the process Corral started (with 1, a worker process does,
+        # and the SIGTERM Corral sends to the process group kills it at once)
+        ["asgi_app:app", "--bind", "fd://{fd}", "--workers", "0", "--graceful-timeout", "5"],
+        needs=("hypercorn",),
+        xfail=CLOSES_JUST_ACCEPTED.format(
+            server="hypercorn",
+            detail="hypercorn even closes idle connections (context.terminated) before it stops listening",
+        ),
+    ),
+    Recipe(
+        "aiohttp",
+        "aiohttp_app.py",
+        config={"wait_ready": True, "listen_timeout": 10000},
+        needs=("aiohttp",),
+        xfail=CLOSES_JUST_ACCEPTED.format(
+            server="web.run_app",
+            detail="Lossless recipe: aiohttp_graceful.py (AppRunner + SockSite)",
+        ),
+    ),
+    Recipe(
+        "aiohttp-graceful",
+        "aiohttp_graceful.py",
+        config={"wait_ready": True, "listen_timeout": 10000},
+        needs=("aiohttp",),
+    ),
+    Recipe("flask-waitress", "waitress_app.py", needs=("waitress", "flask")),
+    Recipe(
+        "flask-waitress-plain",
+        "waitress_plain.py",
+        needs=("waitress", "flask"),
+        xfail="waitress has no graceful stop: SIGTERM (Python's default action) kills it with the connections "
+        "it accepted and the requests in flight; recipe: waitress_app.py, a SIGTERM handler that drains",
+    ),
+    Recipe(
+        "flask-gunicorn",
+        "gunicorn",
+        ["flask_app:app", *GUNICORN],
+        GUNICORN_CONFIG,
+        in_process=False,
+        needs=("gunicorn", "flask"),
+    ),
+    Recipe(
+        "django-gunicorn",
+        "gunicorn",
+        ["django_site:application", *GUNICORN],
+        GUNICORN_CONFIG,
+        in_process=False,
+        needs=("gunicorn", "django"),
+    ),
+    Recipe(
+        "django-uvicorn",
+        "python",
+        [*CONTRIB_UVICORN, "django_site:asgi_application", "--fd", "{fd}", "--no-access-log"],
+        CONTRIB_UVICORN_CONFIG,
+        needs=("uvicorn", "django"),
+    ),
+    Recipe("node", "server.js", needs=("node",)),
+]
+
+
+def recipe_params() -> list[Any]:
+    out = []
+    for recipe in RECIPES_UNDER_TEST:
+        marks = [pytest.mark.xfail(strict=True, reason=recipe.xfail)] if recipe.xfail else []
+        out.append(pytest.param(recipe, id=recipe.name, marks=marks))
+    return out
+
+
+def skip_unless_installed(recipe: Recipe) -> None:
+    for need in recipe.needs:
+        if need == "node":
+            if shutil.which("node") is None:
+                pytest.skip("node is not installed")
+        else:
+            pytest.importorskip(need)
+
+
+def app_config(recipe: Recipe, port: int) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": recipe.name,
+        "script": recipe.script,
+        "args": recipe.args,
+        "cwd": str(RECIPES),
+        "exec_mode": "cluster",
+        "instances": 2,
+        "listen": f"{HOST}:{port}",
+        "kill_signal": "SIGTERM",
+        "kill_timeout": 5000,
+        "env": {"RECIPE_SERVER": recipe.name},
+    }
+    config.update(recipe.config)
+    return config
+
+
+def toml(config: dict[str, Any]) -> str:
+    def value(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return json.dumps(v)
+
+    return "[[apps]]\n" + "".join(f"{k} = {value(v)}\n" for k, v in config.items())
+
+
+SLOW_CLIENTS = 8
+# below the drain delay of the lossless recipes (0.1 s for corral.contrib.uvicorn)
+SEND_DELAY = 0.05
+RELOADS = 3
+
+
+@pytest.mark.parametrize("recipe", recipe_params())
+def test_recipe_serves_the_shared_socket_and_reloads_without_loss(
+    corral: Corral, recipe: Recipe
+) -> None:
+    skip_unless_installed(recipe)
+    port = free_port()
+    file = write(corral.cwd / f"{recipe.name}.toml", toml(app_config(recipe, port)))
+    try:
+        corral.run("start", str(file))
+        before = instance_pids(corral, recipe.name)
+        assert sorted(before) == [0, 1]
+        pids = set(before.values())
+
+        # Corral handed the socket over the systemd way, LISTEN_PID being the instance's own pid
+        for pid in pids:
+            env = proc_environ(pid)
+            assert env.get("LISTEN_PID") == str(pid), env
+            assert env.get("LISTEN_FDS") == "1" and env.get("LISTEN_FDNAMES") == "http", env
+
+        # both instances serve the one socket Corral bound (none bound a port of its own)
+        answers = answers_from_every_instance(port, pids)
+        for pid, answer in answers.items():
+            assert answer["server"] == recipe.name, answer
+            if recipe.in_process:
+                assert answer["pid"] == pid and answer["listen_pid"] == str(pid), answer
+            else:
+                assert answer["ppid"] == pid, answer
+
+        # Reload under load: one client sends its request at once, a few send it
+        # SEND_DELAY after connecting, so that at any moment some connections are
+        # accepted but not yet read, as on a real network. A lossless recipe goes
+        # through every reload; the first one that fails a request ends the loop.
+        clients = [Load(port)] + [Load(port, send_delay=SEND_DELAY) for _ in range(SLOW_CLIENTS)]
+        with contextlib.ExitStack() as running:
+            for client in clients:
+                client.start()
+                running.callback(client.stop)
+            for client in clients:
+                client.wait_served()
+            ok_before = sum(c.ok for c in clients)
+            for _ in range(RELOADS):
+                corral.run("reload", recipe.name)
+                for client in clients:
+                    client.more(3)
+                if any(c.failures for c in clients):
+                    break
+        failures = [f for c in clients for f in c.failures]
+        ok = sum(c.ok for c in clients)
+        assert failures == [], (
+            f"{len(failures)} of {ok + len(failures)} requests failed during the reload: {failures[:5]}"
+        )
+        assert ok > ok_before
+
+        after = instance_pids(corral, recipe.name)
+        assert sorted(after) == [0, 1]
+        assert set(after.values()).isdisjoint(pids), (before, after)
+        assert not any(pid_alive(pid) for pid in pids)
+        answers_from_every_instance(port, set(after.values()))
+    finally:
+        corral.run("delete", recipe.name, check=False)
