@@ -109,6 +109,17 @@ def read_pss(pid: int) -> int | None:
     return None
 
 
+def tree_pss(root: int, kids: dict[int, list[int]]) -> int | None:
+    """PSS of a whole tree, or None if a member's smaps_rollup cannot be read."""
+    total = 0
+    for pid in tree(root, kids):
+        value = read_pss(pid)
+        if value is None:
+            return None
+        total += value
+    return total
+
+
 def pss_available() -> bool:
     return os.path.exists(f"/proc/{os.getpid()}/smaps_rollup")
 

@@ -77,7 +77,11 @@ class ResourceMonitor:
             cfg = inst.app.config
             limit = cfg.get("max_memory_restart")
             mode = cfg.get("memory_limit_mode") or "pss"
-            usage = monitor.sample_tree(self.sampler, id(inst), child.pid, procs, kids, now, want_pss=bool(limit) and mode == "pss" and self.pss)
+            usage = monitor.sample_tree(self.sampler, id(inst), child.pid, procs, kids, now, want_pss=False)
+            if usage is not None and limit and mode == "pss" and self.pss and usage.rss > limit:
+                # PSS is never above RSS: only a tree already over the limit by RSS needs the
+                # (much dearer) smaps_rollup reads to see whether it is over it by PSS
+                usage.pss = monitor.tree_pss(child.pid, kids)
             inst.usage = usage
             if usage is None or not limit or child.pid in self.pending:
                 continue
@@ -112,6 +116,7 @@ class HealthManager:
         self.reload_app = reload_app
         self.watch_pid = watch_pid
         self.due: dict[Any, float] = {}
+        self.specs: dict[int, tuple[Any, HealthSpec]] = {}
         self.running: dict[Any, asyncio.Task[None]] = {}
         self.task: asyncio.Task[None] | None = None
 
@@ -139,12 +144,22 @@ class HealthManager:
                 out.extend((("inst", id(i)), app, i) for i in running)
         return out
 
+    def _spec(self, app: App) -> HealthSpec:
+        """The app's probe settings, parsed once per config (the scheduler ticks 10 times a second)."""
+        table = app.config["health"]
+        cached = self.specs.get(id(app))
+        if cached is not None and cached[0] is table:
+            return cached[1]
+        spec = spec_from_config(table)
+        self.specs[id(app)] = (table, spec)
+        return spec
+
     def tick(self) -> None:
         now = time.monotonic()
         live_keys = set()
         for key, app, inst in self.targets():
             live_keys.add(key)
-            spec = spec_from_config(app.config["health"])
+            spec = self._spec(app)
             holder: Any = inst if inst is not None else app
             pid = inst.child.pid if inst is not None and inst.child is not None else None
             state: HealthState | None = holder.health
