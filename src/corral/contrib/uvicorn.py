@@ -10,6 +10,15 @@ Same command line as ``uvicorn`` (``app:app --fd {fd}``), with two additions:
   way a request can fail. Here, shutdown stops listening first, gives such
   connections ``CORRAL_DRAIN_SECONDS`` (default 0.1 s) to be read and served, then
   shuts down as uvicorn does.
+* **Keep-alive clients are told to reconnect.** While it drains (up to
+  ``CORRAL_KEEPALIVE_DRAIN`` seconds, default 0.5, or until no connection is left), it
+  keeps serving the connections it has, with ``Connection: close`` on every response,
+  so a keep-alive client reconnects (to a live instance, through the shared socket)
+  instead of sending its next request into a closing connection.
+* **TCP_NODELAY.** uvicorn's ``--fd`` wraps the inherited socket as a Unix socket, so
+  asyncio leaves Nagle's algorithm on and each keep-alive response after the first
+  waits ~40 ms for the client's delayed ACK (the cause of uvicorn #3149 too). Here the
+  socket is rebuilt with ``socket.socket(fileno=fd)``, which reads its real family.
 * **Readiness.** Once uvicorn has started, ``READY=1`` goes to ``NOTIFY_SOCKET``,
   so ``wait_ready = true`` works.
 
@@ -23,8 +32,12 @@ import os
 import sys
 from typing import Any
 
+CLOSE = (b"connection", b"close")
+
 
 def patch() -> None:
+    import socket
+
     from uvicorn.server import Server
 
     if getattr(Server, "_corral_patched", False):
@@ -32,14 +45,26 @@ def patch() -> None:
     original_shutdown = Server.shutdown
     original_startup = Server.startup
     drain = float(os.environ.get("CORRAL_DRAIN_SECONDS", "0.1"))
+    keepalive_drain = float(os.environ.get("CORRAL_KEEPALIVE_DRAIN", "0.5"))
+    state = {"draining": False}
+    _patch_responses(state)
 
     async def shutdown(self: Any, sockets: Any = None) -> None:
         for server in getattr(self, "servers", []):
             server.close()
-        await asyncio.sleep(drain)
+        state["draining"] = True
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(drain)  # just-accepted connections get read and served
+        deadline = loop.time() + max(0.0, keepalive_drain - drain)
+        connections = getattr(getattr(self, "server_state", None), "connections", ())
+        while connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         await original_shutdown(self, sockets=sockets)
 
     async def startup(self: Any, sockets: Any = None) -> None:
+        fd = getattr(self.config, "fd", None)
+        if sockets is None and fd is not None:
+            sockets = [socket.socket(fileno=fd)]  # its real family: TCP_NODELAY gets set
         await original_startup(self, sockets=sockets)
         if not getattr(self, "should_exit", False):
             import corral
@@ -49,6 +74,33 @@ def patch() -> None:
     Server.shutdown = shutdown  # type: ignore[method-assign]
     Server.startup = startup  # type: ignore[method-assign]
     Server._corral_patched = True  # type: ignore[attr-defined]
+
+
+def _patch_responses(state: dict[str, bool]) -> None:
+    """While draining, every response says ``Connection: close``."""
+    import importlib
+
+    for module_name in ("uvicorn.protocols.http.h11_impl", "uvicorn.protocols.http.httptools_impl"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        cycle = getattr(module, "RequestResponseCycle", None)
+        if cycle is None:
+            continue
+        original_send = cycle.send
+
+        def make(original: Any) -> Any:
+            async def send(self: Any, message: Any) -> None:
+                if state["draining"] and message.get("type") == "http.response.start" and not getattr(self, "response_started", False):
+                    headers = list(message.get("headers", []))
+                    if CLOSE not in headers:
+                        message = dict(message, headers=[*headers, CLOSE])
+                await original(self, message)
+
+            return send
+
+        cycle.send = make(original_send)
 
 
 def main() -> int:
