@@ -167,7 +167,9 @@ class HealthManager:
                 holder.health = HealthState(since=now, last_change=now)
                 holder.health_pid = pid
                 holder.health_spec = spec
-                self.due[key] = now + min(spec.interval, 1.0) if spec.start_period == 0 else now + min(spec.interval, spec.start_period)
+                # the first probe comes soon, start_period or not: as Docker, failures during
+                # start_period do not count, but a success makes the target healthy at once
+                self.due[key] = now + min(spec.interval, 1.0)
             if key in self.running or now < self.due.get(key, 0):
                 continue
             self.due[key] = now + spec.interval
