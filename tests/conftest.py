@@ -112,3 +112,35 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def toml_value(v: Any) -> str:
+    """A value in TOML: JSON's scalars and arrays are TOML's; tables inline."""
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    return json.dumps(v)
+
+
+def ecosystem(*apps: dict[str, Any]) -> str:
+    """An ecosystem.toml with these apps."""
+    out = []
+    for app in apps:
+        out.append("[[apps]]")
+        out.extend(f"{k} = {toml_value(v)}" for k, v in app.items())
+    return "\n".join(out) + "\n"
+
+
+def proc_environ(pid: int) -> dict[str, str]:
+    """The environment a process was exec'd with."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        items = f.read().split(b"\0")
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in items if item)

@@ -15,13 +15,14 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 ROLE = "corral"
 DATABASE = "corral_e2e"
@@ -43,12 +44,6 @@ def find_pg_bin() -> Path | None:
         if all((bindir / p).exists() for p in ("pg_ctl", "createuser", "createdb")):
             return bindir
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PgServer:

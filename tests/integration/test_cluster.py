@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Corral, pid_alive, wait_until, write
+from tests.conftest import Corral, ecosystem, free_port, pid_alive, wait_until, write
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cluster"
 SERVER = str(FIXTURES / "server.py")
@@ -51,12 +51,6 @@ def short_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 Address = tuple[str, int] | str  # TCP (host, port) or a unix socket path
@@ -172,20 +166,6 @@ class Load:
         """Wait until n more requests succeeded (the service is still being served)."""
         target = self.ok + n
         wait_until(lambda: self.ok >= target or len(self.failures) > 0, timeout=timeout, message=f"{n} more answers")
-
-
-def toml_value(v: Any) -> str:
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
-    return json.dumps(v)
-
-
-def ecosystem(*apps: dict[str, Any]) -> str:
-    out = []
-    for app in apps:
-        out.append("[[apps]]")
-        out.extend(f"{k} = {toml_value(v)}" for k, v in app.items())
-    return "\n".join(out) + "\n"
 
 
 def cluster_app(name: str, listen: Any, instances: int = 2, **extra: Any) -> dict[str, Any]:

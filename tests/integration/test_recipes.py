@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Corral, pid_alive, wait_until, write
+from tests.conftest import Corral, pid_alive, proc_environ, wait_until, write
 
 RECIPES = Path(__file__).resolve().parent.parent / "fixtures" / "recipes"
 BIN = Path(sys.executable).parent
@@ -148,13 +148,6 @@ def answers_from_every_instance(
         )
         seen[who] = answer
     return seen
-
-
-def proc_environ(pid: int) -> dict[str, str]:
-    """The environment a process was exec'd with (what the shim handed over)."""
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        items = f.read().split(b"\0")
-    return dict(item.decode(errors="replace").partition("=")[::2] for item in items if item)
 
 
 class Load:

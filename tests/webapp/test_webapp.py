@@ -46,6 +46,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from starlette.testclient import TestClient  # noqa: E402
 
+from tests.conftest import free_port  # noqa: E402
 from webapp.app import create_app  # noqa: E402
 from webapp.db import normalize_url  # noqa: E402
 from webapp.middleware import RequestContextMiddleware  # noqa: E402
@@ -593,12 +594,6 @@ _SCRUBBED_ENV = (
     "PORT",
     "SHUTDOWN_TIMEOUT",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
