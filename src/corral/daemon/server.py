@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from corral import __version__, commands, protocol
+from corral import __version__, commands, osproc, protocol
 from corral import listeners as listen
 from corral.appkind import is_secret
 from corral.config.loader import normalize_app
@@ -310,6 +310,9 @@ class Daemon:
             "last_restart_reason": inst.last_restart_reason,
         }
         if full:
+            log_paths = inst.log_paths()  # computed once for every log field below
+            paths = {p for p in log_paths.values() if p}
+            counters = [self.sup.files.counters(p) for p in paths]
             v.update(
                 {
                     "script": cfg["script"],
@@ -317,7 +320,7 @@ class Daemon:
                     "interpreter_args": cfg["interpreter_args"],
                     "args": cfg["args"],
                     "cwd": cfg["cwd"],
-                    "logs": inst.log_paths(),
+                    "logs": log_paths,
                     "pid_file": cfg.get("pid_file"),
                     "autorestart": cfg["autorestart"],
                     "max_restarts": cfg["max_restarts"],
@@ -337,9 +340,9 @@ class Daemon:
                     "exec_mode": cfg["exec_mode"],
                     "listen": [{"name": ls.name, "address": ls.address, "port": ls.port} for ls in inst.app.listeners] or cfg["listen"],
                     "wait_ready": cfg["wait_ready"],
-                    "log_errors": [f.last_error for f in self.sup.files.all() if f.failing and f.last_error and f.path in (inst.log_paths().values())],
-                    "log_lines_dropped": sum(self.sup.files.counters(p)[1] for p in set(inst.log_paths().values()) if p),
-                    "log_rotations": sum(self.sup.files.counters(p)[0] for p in set(inst.log_paths().values()) if p),
+                    "log_errors": [f.last_error for f in self.sup.files.all() if f.failing and f.last_error and f.path in paths],
+                    "log_lines_dropped": sum(counts[1] for counts in counters),
+                    "log_rotations": sum(counts[0] for counts in counters),
                 }
             )
             env = inst.env or self.sup.build_env(inst)
@@ -670,8 +673,6 @@ class Daemon:
         instances = self.sup.select(args["target"])
         for inst in instances:
             if inst.child is not None:
-                from corral import osproc
-
                 osproc.signal_group(inst.child.pgid, sig)
         return {"processes": [self.view(i) for i in instances], "signal": sig}
 
@@ -902,8 +903,6 @@ class Daemon:
 async def run(home: Home) -> int:
     daemon = Daemon(home)
     loop = daemon.loop
-    from corral import osproc
-
     osproc.set_child_subreaper()
     loop.add_signal_handler(signal.SIGCHLD, daemon.sup.reap_children)
     loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(daemon.cmd_reload_logs({})))
