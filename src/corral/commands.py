@@ -38,7 +38,7 @@ class Command:
 
 TARGET = Param("target", "list[str]", "Names, ids, namespaces, or `all`.", required=True)
 
-PING = Command("ping", "Is the daemon alive: its version, pid and uptime.", result="{version, pid, uptime, home}")
+PING = Command("ping", "Is the daemon alive: its version, pid, uptime, and `connections`, the control connections it accepted since it started (each CLI command opens one).", result="{version, pid, uptime, home, protocol, connections}")
 
 START = Command(
     "start",
@@ -53,7 +53,7 @@ START = Command(
     changes_state=True,
 )
 
-STOP = Command("stop", "Stop instances (kill_signal, kill_timeout, then SIGKILL to the process group).", (TARGET,), "{processes: [process]}", True)
+STOP = Command("stop", "Stop instances (kill_signal, kill_timeout, then SIGKILL to the process group).", (TARGET,), "{processes: [process], all: [process]}", True)
 
 RESTART = Command(
     "restart",
@@ -63,11 +63,11 @@ RESTART = Command(
         Param("update_env", "bool", "Replace the inherited environment.", default=False),
         Param("client_env", "object", "The caller's environment.", default={}),
     ),
-    "{processes: [process]}",
+    "{processes: [process], all: [process]}",
     True,
 )
 
-DELETE = Command("delete", "Stop and forget apps.", (TARGET,), "{processes: [process]}", True)
+DELETE = Command("delete", "Stop and forget apps.", (TARGET,), "{processes: [process, status `deleted`], all: [process]}", True)
 
 RELOAD = Command(
     "reload",
@@ -78,25 +78,25 @@ RELOAD = Command(
         Param("source", "str", "The ecosystem file the apps come from.", default=None),
         Param("client_env", "object", "The caller's environment.", default={}),
     ),
-    "{apps: [{name, mode, replaced, message}], started: [str], deleted: [str]}",
+    "{apps: [{name, mode, replaced, message}], started: [str], deleted: [str], all: [process]}",
     True,
 )
 
 SCALE = Command(
     "scale",
-    "Change an app's number of instances live; scaling down stops the highest instances gracefully.",
+    "Change an app's number of instances live; scaling down stops the highest instances gracefully. The daemon's ceiling on instances (`[daemon] max_instances` in corral.toml) holds.",
     (Param("name", "str", "App name.", required=True), Param("count", "str", "`N`, `+N` or `-N`.", required=True)),
-    "{processes: [process], added: int, removed: int}",
+    "{processes: [process], added: int, removed: int, all: [process]}",
     True,
 )
 
-RESET = Command("reset", "Reset restart counters.", (TARGET,), "{processes: [process]}", True)
+RESET = Command("reset", "Reset restart counters.", (TARGET,), "{processes: [process], all: [process]}", True)
 
 SIGNAL = Command(
     "signal",
     "Send a signal to instances (their whole process group).",
     (TARGET, Param("signal", "str", "Signal name or number.", required=True)),
-    "{processes: [process]}",
+    "{processes: [process], all: [process], signal: int}",
     True,
 )
 
@@ -112,7 +112,7 @@ RELOAD_LOGS = Command("reload_logs", "Reopen every log file (after external rota
 
 SAVE = Command("save", "Write the process list to the dump file (the previous one kept as .bak).", (Param("force", "bool", "Save even an empty list.", default=False),), "{path, count}", True)
 
-RESURRECT = Command("resurrect", "Start the apps from the dump file (falling back to .bak when it is missing or corrupt).", (Param("client_env", "object", "The caller's environment.", default={}),), "{started: [process], source}", True)
+RESURRECT = Command("resurrect", "Start the apps from the dump file (falling back to .bak when it is missing or corrupt).", (Param("client_env", "object", "The caller's environment.", default={}),), "{processes: [the started processes], all: [process], source}", True)
 
 KILL = Command("kill", "Stop every app gracefully, then stop the daemon.", result="{stopped: int}", changes_state=True)
 

@@ -9,7 +9,7 @@ Limits, so that no client can stall, crash or grow the daemon:
 
 * a request line is at most ``protocol.MAX_MESSAGE`` bytes (``too_large``);
 * at most ``protocol.MAX_CLIENTS`` connections at once (``busy``);
-* partial request lines of every client together stay under ``READ_BUDGET``
+* partial request lines of every client together stay under ``protocol.READ_BUDGET``
   bytes (``busy``), so many clients sending huge lines slowly cannot add up;
 * a connection that sends no complete request within
   ``protocol.REQUEST_TIMEOUT`` seconds is closed.
@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable
 
 from corral import protocol
 
-READ_BUDGET = 32 * 1024 * 1024  # bytes of unfinished request lines, all clients together
 CHUNK = 64 * 1024
 
 LineHandler = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
@@ -58,7 +57,7 @@ class ControlServer:
         max_clients: int = protocol.MAX_CLIENTS,
         request_timeout: float = protocol.REQUEST_TIMEOUT,
         max_line: int = protocol.MAX_MESSAGE,
-        read_budget: int = READ_BUDGET,
+        read_budget: int = protocol.READ_BUDGET,
     ) -> None:
         self.path = path
         self.handle_line = handle_line
