@@ -65,6 +65,9 @@ from harness import (
 )
 from run import Ctx, Row, benchmark, progress
 
+sys.path.insert(0, str(REPO))
+from tests.support import httpload  # noqa: E402  (the shared load client)
+
 HOST = "127.0.0.1"
 WEBAPP = REPO / "examples" / "webapp"
 # Apps that need packages (uvicorn, starlette...) run with the venv's python under every tool
@@ -163,152 +166,24 @@ def http_request(
     body: bytes = b"",
     content_type: str = "application/json",
 ) -> tuple[int, bytes]:
-    """One request on a new connection: (status, body); status 0 for an empty or garbled reply.
-
-    Raises OSError (refused, reset, timeout) as the socket does.
-    """
-    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n"
-    if body:
-        head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-    request = head.encode() + b"\r\n" + body
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        if send_delay:
-            time.sleep(send_delay)
-        s.sendall(request)
-        chunks = []
-        size = 0
-        while size < 4 << 20:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    data = b"".join(chunks)
-    head_b, _, rest = data.partition(b"\r\n\r\n")
-    parts = head_b.split(b" ", 2)
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    if b"transfer-encoding: chunked" in head_b.lower():
-        rest = dechunk(rest)
-    return status, rest
+    """One request on a new connection: (status, body); status 0 for an empty or garbled reply."""
+    reply = httpload.http_request(
+        (HOST, port), path, timeout=timeout, send_delay=send_delay, method=method, body=body, content_type=content_type, host=f"{HOST}:{port}"
+    )
+    return reply.status, reply.body
 
 
-def dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0], 16)
-        except ValueError:
-            break
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2 :]
-    return out
+def any_body(body: bytes) -> int:
+    """Every 200 answer counts (the benchmark does not check who answered)."""
+    return 0
 
 
-def classify(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
-        return "reset"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, OSError):
-        return f"error {exc.errno}"
-    return type(exc).__name__
-
-
-@dataclass
-class LoadStats:
-    ok: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-    latencies: list[float] = field(default_factory=list)
-    first_failures: list[str] = field(default_factory=list)
-
-
-class Load:
-    """Closed-loop clients, each in a thread: connect, send one request, read the reply, close, again.
-
-    ``fast`` threads send their request at once; ``slow`` threads send it ``send_delay`` after
-    connecting (as over a real network, or after a TLS handshake). Bounded by ``max_seconds``
-    and ``max_requests`` (per thread), whatever happens to ``stop()``.
-    """
-
-    def __init__(
-        self,
-        port: int,
-        path: str = "/",
-        fast: int = 6,
-        slow: int = 2,
-        send_delay: float = 0.02,
-        max_seconds: float = 300.0,
-        max_requests: int = 500_000,
-    ) -> None:
-        self.port = port
-        self.path = path
-        self.delays = [0.0] * fast + [send_delay] * slow
-        self.max_seconds = max_seconds
-        self.max_requests = max_requests
-        self._stop = threading.Event()
-        self._stats = [LoadStats() for _ in self.delays]
-        self._threads = [
-            threading.Thread(target=self._run, args=(i,), daemon=True)
-            for i in range(len(self.delays))
-        ]
-        self.t0 = 0.0
-        self.t1 = 0.0
-
-    def __enter__(self) -> Load:
-        self.t0 = now()
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(15)
-        if not self.t1:
-            self.t1 = now()
-
-    def _run(self, i: int) -> None:
-        st = self._stats[i]
-        delay = self.delays[i]
-        deadline = now() + self.max_seconds
-        for _ in range(self.max_requests):
-            if self._stop.is_set() or now() > deadline:
-                break
-            t0 = now()
-            try:
-                status, _body = http_request(self.port, self.path, timeout=5.0, send_delay=delay)
-            except Exception as e:  # noqa: BLE001 - every failure counts, whatever it is
-                kind = classify(e)
-                st.failures[kind] += 1
-                if len(st.first_failures) < 5:
-                    st.first_failures.append(f"{kind} at +{t0 - self.t0:.2f}s")
-                time.sleep(0.005)
-                continue
-            st.latencies.append(now() - t0)
-            if status == 200:
-                st.ok += 1
-            else:
-                kind = "empty reply" if status == 0 else f"HTTP {status}"
-                st.failures[kind] += 1
-                if len(st.first_failures) < 5:
-                    st.first_failures.append(f"{kind} at +{t0 - self.t0:.2f}s")
-
-    def totals(self) -> LoadStats:
-        out = LoadStats()
-        for st in self._stats:
-            out.ok += st.ok
-            out.failures.update(st.failures)
-            out.latencies.extend(st.latencies)
-            out.first_failures.extend(st.first_failures)
-        return out
+def Load(port: int, path: str = "/", fast: int = 6, slow: int = 2, send_delay: float = 0.02, max_seconds: float = 300.0) -> httpload.Load:
+    """The shared closed-loop client: ``fast`` threads send at once, ``slow`` ones ``send_delay`` after connecting."""
+    return httpload.Load(
+        port, path, send_delays=[0.0] * fast + [send_delay] * slow, pid_of=any_body, timeout=5.0,
+        max_seconds=max_seconds, max_requests=500_000, served=0, keep_failures=5,
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -996,12 +871,11 @@ def _reload_block_a(tool: Tool, port: int, n: int, k: int, acc: dict[str, Any]) 
             time.sleep(0.3)
         time.sleep(0.5)
         load.stop()
-    st = load.totals()
-    acc["fail"].update(st.failures)
-    acc["ok"] += st.ok
-    acc["lat"].extend(st.latencies)
+    acc["fail"].update(load.kinds)
+    acc["ok"] += load.ok
+    acc["lat"].extend(load.latencies)
     acc["reloads"] += k
-    acc["first"].extend(st.first_failures)
+    acc["first"].extend(load.failures)
     acc["secs"] += load.t1 - load.t0
     after = tool.wait_online(n, 30, name=APP_NAME)
     if k and before & {p.pid for p in after}:
