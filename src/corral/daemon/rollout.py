@@ -135,7 +135,7 @@ class Rollout:
             planned = old.state.restarts + 1
             self.sup.restart(old)
             why = await self.wait_ready(old, planned) if old.state.policy.autorestart else None
-            if why and old.state.status is not Status.ONLINE:
+            if why is not None:
                 raise RequestError("reload_failed", f"{app.name}: instance {old.index} {why}")
         single = len(olds) == 1 and app.config["exec_mode"] == "fork"
         msg = "fork mode with one instance and no shared socket: reload falls back to restart" if single else "no shared listen socket: rolling restart, one instance at a time"
