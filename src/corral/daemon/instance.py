@@ -11,19 +11,26 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from corral import listeners as listen
 from corral import osproc
 from corral.config.keys import resolve_instances
 from corral.launch import log_paths
 from corral.logsink import LineFormat, LineFormatter
+from corral.paths import Home
 from corral.statemachine import Policy, ProcState, Status, is_ready
 
 if TYPE_CHECKING:
     from corral.daemon.applogs import PipeReader
     from corral.daemon.sdnotify import NotifyEndpoint
-    from corral.daemon.supervisor import Supervisor
+
+
+class Owner(Protocol):
+    """What an app needs of the supervisor that keeps it."""
+
+    home: Home
+    cpu_count: int
 
 
 def policy_from_config(cfg: dict[str, Any]) -> Policy:
@@ -106,7 +113,7 @@ class Instance:
 
 @dataclass(eq=False)
 class App:
-    sup: Supervisor
+    sup: Owner  # the Supervisor
     config: dict[str, Any]
     base_env: dict[str, str]
     instances: list[Instance] = field(default_factory=list)
