@@ -18,7 +18,8 @@ from corral import protocol
 from corral.daemon.dispatch import RequestError
 
 if TYPE_CHECKING:
-    from corral.daemon.supervisor import Instance, Supervisor
+    from corral.daemon.instance import Instance
+    from corral.daemon.supervisor import Supervisor
 
 BATCH_BYTES = 64 * 1024  # bytes handed to the socket per write
 DROP_GRACE = 120.0  # seconds a dropped follower has to read its notice before it is cut off

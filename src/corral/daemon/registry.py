@@ -24,7 +24,8 @@ from corral.daemon.dispatch import RequestError
 from corral.errors import ConfigError
 
 if TYPE_CHECKING:
-    from corral.daemon.supervisor import App, Supervisor
+    from corral.daemon.instance import App
+    from corral.daemon.supervisor import Supervisor
 
 Changed = list[tuple["App", dict[str, Any]]]
 

@@ -30,11 +30,12 @@ from typing import Any
 from corral import __version__
 from corral.daemon.control import ControlServer
 from corral.daemon.dispatch import Dispatcher
+from corral.daemon.instance import App
 from corral.daemon.lifecycle import SystemdNotifier
 from corral.daemon.logstream import LogStream
 from corral.daemon.registry import Registry
 from corral.daemon.rollout import Rollout
-from corral.daemon.supervisor import App, Supervisor
+from corral.daemon.supervisor import Supervisor
 from corral.daemon.views import Views, health_report
 from corral.errors import ConfigError
 from corral.paths import Home
@@ -54,8 +55,9 @@ class Daemon:
     def __init__(self, home: Home, *, log: Callable[[str], None] = _stdout_log) -> None:
         from corral.daemon import settings
         from corral.daemon.handlers import handler_tables
+        from corral.daemon.health import HealthManager
+        from corral.daemon.resources import UsageMonitor
         from corral.daemon.triggers import Triggers
-        from corral.daemon.watch import HealthManager, ResourceMonitor
 
         self.home = home
         self.log = log
@@ -64,7 +66,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.sup = Supervisor(home, self.loop, log)
         self.rollout = Rollout(self.sup)
-        self.monitor = ResourceMonitor(self.sup, self.rollout.replace_instance)
+        self.monitor = UsageMonitor(self.sup, self.rollout.replace_instance)
         self.health = HealthManager(self.sup, self.rollout.replace_instance, self.rollout.reload_for, self.sup.watch_pid)
         self.triggers = Triggers(self.sup, self.rollout.restart_for)
         self.views = Views(self.sup, self.monitor)

@@ -18,8 +18,9 @@ from corral.appkind import is_secret
 from corral.statemachine import Status
 
 if TYPE_CHECKING:
-    from corral.daemon.supervisor import App, Instance, Supervisor
-    from corral.daemon.watch import ResourceMonitor
+    from corral.daemon.instance import App, Instance
+    from corral.daemon.resources import UsageMonitor
+    from corral.daemon.supervisor import Supervisor
 
 LIVE = (Status.ONLINE, Status.LAUNCHING, Status.STOPPING)
 STARTING_HEALTH = {"status": "starting", "failures": 0, "successes": 0, "checks": 0, "last_error": None, "last_latency_ms": None, "last_change": None}
@@ -35,7 +36,7 @@ def _daemon_user() -> str:
 
 
 class Views:
-    def __init__(self, sup: Supervisor, monitor: ResourceMonitor) -> None:
+    def __init__(self, sup: Supervisor, monitor: UsageMonitor) -> None:
         self.sup = sup
         self.monitor = monitor
         self.user = _daemon_user()
@@ -159,7 +160,7 @@ class Views:
 
     @staticmethod
     def health_of(inst: Instance) -> dict[str, Any] | None:
-        from corral.daemon.watch import health_view
+        from corral.daemon.health import health_view
 
         if not inst.app.config.get("health"):
             return None

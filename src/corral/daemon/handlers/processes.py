@@ -18,8 +18,8 @@ from corral.daemon.registry import client_env
 from corral.statemachine import Status
 
 if TYPE_CHECKING:
+    from corral.daemon.instance import App, Instance
     from corral.daemon.server import Daemon
-    from corral.daemon.supervisor import App, Instance
 
 RESTARTABLE = (Status.STOPPED, Status.ERRORED, Status.WAITING_RESTART)
 

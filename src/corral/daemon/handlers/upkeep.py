@@ -12,8 +12,8 @@ from corral.daemon.dispatch import RequestError
 from corral.daemon.registry import client_env
 
 if TYPE_CHECKING:
+    from corral.daemon.instance import Instance
     from corral.daemon.server import Daemon
-    from corral.daemon.supervisor import Instance
 
 
 class UpkeepCommands:
