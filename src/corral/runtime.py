@@ -128,7 +128,7 @@ def load(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
 
 async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, home: Home) -> int:
     from corral import osproc
-    from corral.daemon.lifecycle import install_signals
+    from corral.daemon.lifecycle import install_signals, start_http
     from corral.daemon.server import Daemon
     from corral.statemachine import Status
 
@@ -173,7 +173,7 @@ async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, h
 
     await daemon.serve()
     daemon.start_watchers()
-    await daemon.start_http(str(ns.health_port) if ns.health_port else None)
+    await start_http(daemon, str(ns.health_port) if ns.health_port else None)
     home.pid_file.write_text(f"{os.getpid()}\n")
     try:
         await daemon.start_apps(apps, dict(os.environ), source)

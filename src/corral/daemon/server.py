@@ -11,7 +11,8 @@ parts that each do one job:
 * :mod:`.registry` validates and registers app definitions from requests;
 * :mod:`.logstream` streams logs and events to followers;
 * :mod:`.dump` reads and writes the dump file;
-* :mod:`.lifecycle` runs the background daemon (signals, systemd, pid file).
+* :mod:`.lifecycle` runs the background daemon (signals, HTTP endpoint, pid file);
+* :mod:`.systemd` says READY=1 under systemd.
 
 ``corral-runtime`` runs the same :class:`Daemon` in the foreground through the
 public methods below.
@@ -31,11 +32,11 @@ from corral import __version__
 from corral.daemon.control import ControlServer
 from corral.daemon.dispatch import Dispatcher
 from corral.daemon.instance import App
-from corral.daemon.lifecycle import SystemdNotifier
 from corral.daemon.logstream import LogStream
 from corral.daemon.registry import Registry
 from corral.daemon.rollout import Rollout
 from corral.daemon.supervisor import Supervisor
+from corral.daemon.systemd import SystemdNotifier
 from corral.daemon.views import Views, health_report
 from corral.errors import ConfigError
 from corral.paths import Home
@@ -85,20 +86,6 @@ class Daemon:
     async def serve(self) -> None:
         await self.control.start()
         self.log(f"[daemon] corral {__version__} listening on {self.control.path} (pid {os.getpid()})")
-
-    async def start_http(self, listen_override: str | None = None) -> None:
-        from corral.daemon import http
-
-        try:
-            conf = http.settings(str(self.home.root))
-            listen_at = listen_override or conf.get("listen")
-            if not listen_at:
-                return
-            host, port = http.parse_listen(listen_at)
-            self.http = http.HttpEndpoint(self, host, port, with_metrics=conf.get("metrics", True))
-            await self.http.start()
-        except (OSError, ValueError) as e:
-            self.log(f"[daemon] HTTP endpoint not started: {e}")
 
     def start_watchers(self) -> None:
         from corral.daemon import settings

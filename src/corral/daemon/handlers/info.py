@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 from corral import __version__, protocol
 
 if TYPE_CHECKING:
-    from corral.daemon.server import Daemon
+    from corral.daemon.context import DaemonContext
 
 
 class InfoCommands:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonContext) -> None:
         self.d = daemon
         self.sup = daemon.sup
 

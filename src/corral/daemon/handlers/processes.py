@@ -18,14 +18,14 @@ from corral.daemon.registry import client_env
 from corral.statemachine import Status
 
 if TYPE_CHECKING:
+    from corral.daemon.context import DaemonContext
     from corral.daemon.instance import App, Instance
-    from corral.daemon.server import Daemon
 
 RESTARTABLE = (Status.STOPPED, Status.ERRORED, Status.WAITING_RESTART)
 
 
 class ProcessCommands:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonContext) -> None:
         self.d = daemon
         self.sup = daemon.sup
 
