@@ -139,6 +139,8 @@ def test_start_without_wait_answers_before_the_app_settles(corral: Corral) -> No
         b'{"v": 1, "cmd": "scale", "args": {"name": "nope", "count": "1e999"}}\n',
         b'{"v": 1, "cmd": "subscribe", "args": {"grep": "("}}\n',
         b'{"v": 1, "cmd": "list", "args": {"target": 1}}\n',
+        b'{"v": 1, "cmd": "start", "args": {"apps": [{"name": "x", "script": "/bin/true", "cwd": "/", "env_names": 5}]}}\n',
+        b'{"v": 1, "cmd": "env", "args": {"id": 99999999999999999999}}\n',
     ],
 )
 def test_garbage_gets_an_error_reply(corral: Corral, garbage: bytes) -> None:
