@@ -115,3 +115,31 @@ def test_client_cap_and_read_budget(tmp_path: Path) -> None:
         assert server.active == 0 and server.buffered == 0
 
     run(tmp_path, test, max_clients=2, read_budget=1000)
+
+
+def test_a_client_that_never_reads_its_replies_is_cut_off(tmp_path: Path) -> None:
+    from corral import commands
+    from corral.daemon.dispatch import Dispatcher
+
+    async def big(args: dict[str, Any]) -> Any:
+        return "x" * 200_000
+
+    handlers = {c: big for c in commands.COMMANDS if not c.streaming}
+    streams: dict[Any, Any] = {c: None for c in commands.COMMANDS if c.streaming}
+    dispatcher = Dispatcher(handlers, streams, lambda message: None, reply_timeout=0.3)
+
+    async def main() -> None:
+        server = ControlServer(str(tmp_path / "c.sock"), dispatcher.handle_line, lambda message: None)
+        await server.start()
+        try:
+            r, w = await connect(server)
+            for _ in range(100):  # 20 MB of replies asked for, none read
+                w.write(protocol.request("list"))
+            await w.drain()
+            await asyncio.sleep(1.0)
+            assert server.active == 0  # dropped: its slot is free again
+            w.close()
+        finally:
+            server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
