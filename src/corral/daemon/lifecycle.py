@@ -12,11 +12,14 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral import osproc
-from corral.daemon.server import Daemon
+from corral.daemon.systemd import SystemdNotifier  # noqa: F401  (its former home)
 from corral.paths import Home
+
+if TYPE_CHECKING:
+    from corral.daemon.server import Daemon
 
 SignalAction = Callable[[], Any]
 
@@ -59,6 +62,7 @@ async def start_http(daemon: Daemon, listen_override: str | None = None) -> None
 
 async def run(home: Home) -> int:
     """The background daemon: serve until ``kill`` or SIGTERM/SIGINT (every app stopped first)."""
+    from corral.daemon.server import Daemon
     daemon = Daemon(home)
     osproc.set_child_subreaper()
 
