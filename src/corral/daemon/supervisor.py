@@ -301,7 +301,7 @@ class Supervisor:
 
     def _read_output(self, inst: Instance, child: osproc.Child) -> None:
         paths = inst.log_paths()
-        policy = self.logs.policy(inst.app.config)
+        policy = self.logs.setup(inst.app.name, inst.app.config).policy
 
         def publish(stream: str, lines: list[bytes], ts: float) -> None:
             self.publish_lines(inst, stream, lines, ts)
@@ -390,6 +390,7 @@ class Supervisor:
         if not app.instances and self.apps.get(app.name) is app:
             del self.apps[app.name]
             app.close_listeners()
+            self.logs.forget(app.name)
 
     # ------------------------------------------------------------ logs
 
