@@ -1,0 +1,13 @@
+"use strict";
+(() => {
+  const tbody = document.querySelector("#procs tbody");
+  const empty = document.getElementById("empty");
+  const summary = document.getElementById("summary");
+  function draw(procs) {
+    const rows = Corral.renderTable(tbody, procs);
+    empty.hidden = rows.length > 0;
+    summary.textContent = Corral.summary(rows);
+  }
+  draw(Corral.initial.procs || []);
+  Corral.live({ procs: draw });
+})();
