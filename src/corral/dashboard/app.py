@@ -108,7 +108,7 @@ def create_app(settings: Settings, home: Home, token: str, link: Link | None = N
                 while True:
                     try:
                         msg = await asyncio.wait_for(q.get(), HEARTBEAT)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield b": ping\n\n"
                         continue
                     if msg is None:

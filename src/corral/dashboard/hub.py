@@ -101,7 +101,7 @@ class Hub:
     async def refresh_list(self) -> None:
         try:
             procs = await self.link.call("list", timeout=10)
-        except (CorralError, OSError, asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, CorralError, OSError, ValueError) as e:
             self._set_daemon(False, str(e) or type(e).__name__)
             return
         finally:
@@ -115,7 +115,7 @@ class Hub:
     async def refresh_history(self) -> None:
         try:
             hist = await self.link.call("history", {"target": ["all"]}, timeout=10)
-        except (CorralError, OSError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, CorralError, OSError, ValueError):
             return
         now = time.time()
         offset = now - time.monotonic()  # the daemon stamps samples with CLOCK_MONOTONIC
@@ -150,7 +150,7 @@ class Hub:
         """Past events when the daemon keeps them (the `events` command); else only live ones."""
         try:
             result = await self.link.call("events", {}, timeout=10)
-        except (CorralError, OSError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, CorralError, OSError, ValueError):
             return
         items = result.get("events") if isinstance(result, dict) else result
         if isinstance(items, list):
