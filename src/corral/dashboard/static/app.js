@@ -19,6 +19,21 @@
     const scale = document.getElementById("scale-count");
     if (scale && document.activeElement !== scale && scale.dataset.touched !== "1") scale.value = rows.length || 1;
     if (next.join() !== ids.join()) { ids = next; drawCharts(true); }
+    drawLastExits(rows);
+  }
+
+  // Per instance: restarts, why it last restarted, how it last exited.
+  function drawLastExits(rows) {
+    const box = document.getElementById("last-exits");
+    box.replaceChildren(...rows.map((p) => {
+      const exit = p.exit_signal ? "signal " + p.exit_signal : (p.exit_code !== null && p.exit_code !== undefined ? "code " + p.exit_code : null);
+      const parts = [p.restarts + " restart" + (p.restarts === 1 ? "" : "s")];
+      if (p.unstable_restarts) parts.push(p.unstable_restarts + " unstable");
+      if (p.last_restart_reason) parts.push("last restart: " + p.last_restart_reason);
+      if (exit) parts.push("last exit: " + exit + (p.reason ? " (" + p.reason + ")" : ""));
+      else if (p.reason) parts.push(p.reason);
+      return Corral.el("li", { "data-id": p.id }, Corral.el("b", { text: "id " + p.id }), " " + parts.join(" · "));
+    }));
   }
 
   // ---------------------------------------------------------------- charts
@@ -45,7 +60,7 @@
       scales: { x: { time: true } },
       legend: { show: true },
       series: [{}, ...ids.map((id, i) => ({ label: "id " + id, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: true, points: { show: false }, value: (u, v) => v === null || v === undefined ? "—" : v.toFixed(1) + unit }))],
-      axes: [{}, { size: 60, values: (u, vals) => vals.map((v) => v + unit) }],
+      axes: [{}, { size: 76, values: (u, vals) => vals.map((v) => (Math.abs(v) >= 100 ? v.toFixed(0) : +v.toFixed(2)) + unit) }],
     };
     el.replaceChildren();
     return new uPlot(opts, dataFor(key), el);
@@ -93,7 +108,7 @@
     logSource.addEventListener("log", (m) => {
       const l = JSON.parse(m.data);
       const stick = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
-      logBox.append(Corral.el("div", { class: "line " + l.type },
+      logBox.append(Corral.el("div", { class: "line " + l.type + (l.tail ? " tail" : ""), title: l.tail ? "from the log file (time approximate when the line has no timestamp)" : "" },
         Corral.el("time", { text: Corral.clock(l.time) }), Corral.el("span", { class: "src", text: l.id + "|" + l.type }), Corral.el("span", { class: "msg", text: l.message })));
       while (logBox.children.length > 2000) logBox.firstChild.remove();
       if (stick) logBox.scrollTop = logBox.scrollHeight;
