@@ -108,6 +108,21 @@ def _ls_times(tool: Tool, runs: int) -> list[float]:
     return out
 
 
+def _ls_with_and_without(tool: Tool, dashes: list[DashboardProc], runs: int) -> tuple[list[float], list[float]]:
+    """`ls` wall times with the dashboards running and paused (SIGSTOP: they send nothing), in
+    blocks with, without, without, with, so that drifting load on the machine hits both alike."""
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for running in (True, False, False, True):
+        for d in dashes:
+            assert d.proc is not None
+            os.kill(d.proc.pid, signal.SIGCONT if running else signal.SIGSTOP)
+        times[running] += _ls_times(tool, max(2, runs // 2))
+    for d in dashes:
+        assert d.proc is not None
+        os.kill(d.proc.pid, signal.SIGCONT)
+    return times[True], times[False]
+
+
 def _cpu_window(pid: int, seconds: float) -> float:
     c0, t0 = proc_stat_cpu(pid), now()
     time.sleep(seconds)
@@ -184,9 +199,8 @@ def _live_updates(browser: Any, tool: Tool, dash: DashboardProc, trials: int) ->
 @benchmark(
     "dashboard",
     "Web dashboard: page load, live updates, and what it costs the daemon",
-    f"One app with {INSTANCES} idle instances (bench/apps/idle.py). Corral first without a dashboard: `corral ls` "
-    "median (10 runs), the daemon's RSS, and its CPU over a window. Then two `corral dashboard` processes, each with "
-    "a live stream attached (what an open page holds), and the same figures again, plus each dashboard's RSS. Then, "
+    f"One app with {INSTANCES} idle instances (bench/apps/idle.py). Corral first without a dashboard: the daemon's RSS, and its CPU over a window. Then two `corral dashboard` processes, each with "
+    "a live stream attached (what an open page holds), and the same figures again, plus each dashboard's RSS, and `corral ls` with the dashboards running and paused. Then, "
     "in Chromium (Playwright, one browser): the first load of the process table (navigation until all "
     f"{INSTANCES} rows are drawn; a fresh logged-in context each time), and `kill -9` of an instance until the page's "
     "row changes (a MutationObserver stamps Date.now() in the page; the kill is stamped with the same wall clock). "
@@ -203,7 +217,6 @@ def bench_dashboard(ctx: Ctx) -> list[Row]:
     with corral.session():
         daemon = _start_50(ctx, corral)
         time.sleep(ctx.pick(3.0, 1.0))
-        ls_none = median(_ls_times(corral, runs)) * 1000
         rss_none = proc_rss(daemon) / 1048576
         cpu_none = _cpu_window(daemon, window)
         try:
@@ -214,10 +227,14 @@ def bench_dashboard(ctx: Ctx) -> list[Row]:
                 d.attach()
             wait_until(lambda: all(d.events >= 2 for d in dashes), 30, what="both dashboards stream")
             time.sleep(ctx.pick(3.0, 1.0))
+            d_cpu0 = [proc_stat_cpu(d.proc.pid) for d in dashes if d.proc is not None]
+            t_cpu0 = now()
             cpu_two = _cpu_window(daemon, window)
+            dash_cpu = max((proc_stat_cpu(d.proc.pid) - c0) / (now() - t_cpu0) * 100 for d, c0 in zip(dashes, d_cpu0, strict=True) if d.proc is not None)
             rss_two = proc_rss(daemon) / 1048576
             dash_rss = [proc_rss(d.proc.pid) / 1048576 for d in dashes if d.proc is not None]
-            ls_two = median(_ls_times(corral, runs)) * 1000
+            with_ls, without_ls = _ls_with_and_without(corral, dashes, runs)
+            ls_two, ls_none = median(with_ls) * 1000, median(without_ls) * 1000
             progress(f"  dashboard: daemon CPU {cpu_none:.2f}% -> {cpu_two:.2f}%, RSS {rss_none:.1f} -> {rss_two:.1f} MiB, ls {ls_none:.1f} -> {ls_two:.1f} ms")
             if not os.path.exists(CHROMIUM):
                 raise BenchError(f"{CHROMIUM} is missing (apt-get install chromium)")
@@ -232,7 +249,7 @@ def bench_dashboard(ctx: Ctx) -> list[Row]:
         _start_50(ctx, pm2)
         time.sleep(ctx.pick(3.0, 1.0))
         ls_pm2 = median(_ls_times(pm2, runs)) * 1000
-    ctx.note("dashboard", f"Without a dashboard: `corral ls` median {ls_none:.1f} ms, daemon RSS {rss_none:.1f} MiB, daemon CPU {cpu_none:.2f}% of a core ({window:g} s windows).")
+    ctx.note("dashboard", f"Without a dashboard: daemon RSS {rss_none:.1f} MiB, daemon CPU {cpu_none:.2f}% of a core ({window:g} s windows). `corral ls` with and without: {runs} runs each, in blocks with, without, without, with; \"without\" = the two dashboards paused with SIGSTOP (they send the daemon nothing), so that load drifting on the machine hits both alike.")
     ctx.note("dashboard", f"First page loads (s): {', '.join(f'{x:.3f}' for x in loads)}; live updates (s): {', '.join(f'{x:.3f}' for x in live)}.")
     ctx.note("dashboard", "Each dashboard asks the daemon for `list` every 2 s and at once after an event, and for `history` every 5 s, whatever the number of pages open (one shared view per dashboard process).")
     return [
@@ -241,7 +258,9 @@ def bench_dashboard(ctx: Ctx) -> list[Row]:
         Row(f"daemon CPU, {INSTANCES} instances, two dashboards attached", "% of a core", cpu_two, None, note=f"none attached: {cpu_none:.2f}%"),
         Row("daemon CPU added by two dashboards", "% of a core", max(0.0, cpu_two - cpu_none), None, corral_target=1.0),
         Row("dashboard process RSS (larger of the two)", "MiB", max(dash_rss), None, corral_target=80),
-        Row(f"`ls` median, {INSTANCES} instances, two dashboards attached", "ms", ls_two, ls_pm2, target=0.3, note=f"Corral without a dashboard: {ls_none:.1f} ms"),
+        Row("dashboard process CPU, one page attached (larger of the two)", "% of a core", dash_cpu, None, corral_target=5.0),
+        Row(f"`ls` median, {INSTANCES} instances, two dashboards attached", "ms", ls_two, ls_pm2, target=0.3),
+        Row(f"`ls` median, {INSTANCES} instances, dashboards paused", "ms", ls_none, ls_pm2, note="for the with/without comparison"),
         Row("daemon RSS, two dashboards attached", "MiB", rss_two, None, note=f"without: {rss_none:.1f} MiB"),
         Row("daemon RSS added by two dashboards", "MiB", max(0.0, rss_two - rss_none), None, corral_target=1.0),
     ]
