@@ -157,10 +157,9 @@ def _page_loads(browser: Any, dash: DashboardProc, runs: int) -> list[float]:
             page.goto(f"{dash.base}/login?token={dash.token}")
             page.wait_for_url(dash.base + "/")
             page.goto("about:blank")
-            t0 = now()
-            page.goto(dash.base + "/")
-            page.wait_for_function(f"() => document.querySelectorAll('tr[data-id]').length === {INSTANCES}", timeout=30000)
-            times.append(now() - t0)
+            page.goto(dash.base + "/", wait_until="commit")
+            page.wait_for_function(f"() => document.querySelectorAll('tr[data-id]').length === {INSTANCES} && window.corralFirstDraw !== undefined", timeout=30000)
+            times.append(page.evaluate("() => window.corralFirstDraw") / 1000)  # from the navigation's start, in the page's clock
         finally:
             ctx.close()
     return times
@@ -201,8 +200,8 @@ def _live_updates(browser: Any, tool: Tool, dash: DashboardProc, trials: int) ->
     "Web dashboard: page load, live updates, and what it costs the daemon",
     f"One app with {INSTANCES} idle instances (bench/apps/idle.py). Corral first without a dashboard: the daemon's RSS, and its CPU over a window. Then two `corral dashboard` processes, each with "
     "a live stream attached (what an open page holds), and the same figures again, plus each dashboard's RSS, and `corral ls` with the dashboards running and paused. Then, "
-    "in Chromium (Playwright, one browser): the first load of the process table (navigation until all "
-    f"{INSTANCES} rows are drawn; a fresh logged-in context each time), and `kill -9` of an instance until the page's "
+    "in Chromium (Playwright, one browser): the first load of the process table (from the navigation's start until all "
+    f"{INSTANCES} rows are drawn, by the page's own clock; a fresh logged-in context each time), and `kill -9` of an instance until the page's "
     "row changes (a MutationObserver stamps Date.now() in the page; the kill is stamped with the same wall clock). "
     f"PM2: `pm2 ls` with the same {INSTANCES} instances, for the side-by-side `ls` row; PM2 has no local web "
     "dashboard (PM2 Plus is hosted), so the other rows have no PM2 figure.",

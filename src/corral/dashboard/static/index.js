@@ -7,6 +7,7 @@
     const rows = Corral.renderTable(tbody, procs);
     empty.hidden = rows.length > 0;
     summary.textContent = Corral.summary(rows);
+    if (window.corralFirstDraw === undefined) window.corralFirstDraw = performance.now(); // ms since navigation start
   }
   draw(Corral.initial.procs || []);
   Corral.live({ procs: draw });
