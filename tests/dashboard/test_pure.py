@@ -108,3 +108,12 @@ def test_token_file_never_followed_through_a_symlink(tmp_path: Path) -> None:
     os.symlink(tmp_path / "elsewhere", home / auth.TOKEN_FILE)
     with pytest.raises(OSError):
         auth.load_or_create_token(home)
+
+
+def test_events_of_both_shapes_are_shown_by_app() -> None:
+    from corral.dashboard.hub import Hub
+
+    live = Hub.normalise_event({"v": 1, "stream": "event", "kind": "exit", "name": "web", "id": 3, "message": "killed"})
+    ring = Hub.normalise_event({"seq": 4, "kind": "exited", "app": "web", "instance": 0, "code": 1, "message": "exited with code 1"})
+    assert live == {"kind": "exit", "name": "web", "id": 3, "message": "killed"}
+    assert ring["name"] == "web" and ring["seq"] == 4 and ring["instance"] == 0

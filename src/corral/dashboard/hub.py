@@ -84,6 +84,15 @@ class Hub:
             except asyncio.QueueFull:
                 self._close(q)  # too slow: it reconnects and starts from a snapshot
 
+    @staticmethod
+    def normalise_event(ev: dict[str, Any]) -> dict[str, Any]:
+        """One shape for the page: the subscription's events say ``name``/``id``, the daemon's
+        event ring (``events``) says ``app``/``instance``; both are kept."""
+        out = {k: v for k, v in ev.items() if k not in ("v", "stream")}
+        if out.get("name") is None and out.get("app") is not None:
+            out["name"] = out["app"]
+        return out
+
     def app_events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("name") == name]
 
@@ -155,7 +164,7 @@ class Hub:
         items = result.get("events") if isinstance(result, dict) else result
         if isinstance(items, list):
             self.events.clear()
-            self.events.extend(e for e in items if isinstance(e, dict))
+            self.events.extend(self.normalise_event(e) for e in items if isinstance(e, dict))
             self.events_source = "daemon"
 
     async def _follow_events(self) -> None:
@@ -165,7 +174,7 @@ class Hub:
                 async for msg in self.link.subscribe({"target": ["all"], "logs": False, "events": True}):
                     if msg.get("stream") != "event":
                         continue
-                    ev = {k: v for k, v in msg.items() if k not in ("v", "stream")}
+                    ev = self.normalise_event(msg)
                     self.events.append(ev)
                     self.publish("event", ev)
                     self.kick.set()

@@ -80,11 +80,16 @@
   const evList = document.getElementById("events");
   document.getElementById("events-source").textContent =
     init.events_source === "daemon" ? "(kept by the daemon)" : "(seen since this dashboard started)";
+  function who(ev) {
+    if (ev.id !== null && ev.id !== undefined) return "id " + ev.id + ": ";
+    if (ev.instance !== null && ev.instance !== undefined) return "#" + ev.instance + ": ";
+    return "";
+  }
   function addEvent(ev, top) {
     const li = Corral.el("li", { class: "ev ev-" + ev.kind },
       Corral.el("time", { text: Corral.clock(ev.time) }), " ",
       Corral.el("b", { text: ev.kind }), " ",
-      Corral.el("span", { text: (ev.id !== null && ev.id !== undefined ? "id " + ev.id + ": " : "") + (ev.message || "") }));
+      Corral.el("span", { text: who(ev) + (ev.message || ev.reason || "") }));
     if (top) evList.prepend(li); else evList.append(li);
     while (evList.children.length > 300) evList.lastChild.remove();
   }
