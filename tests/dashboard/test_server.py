@@ -269,3 +269,19 @@ def test_ls_and_the_daemon_never_import_the_web_stack() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_daemon_that_is_down_is_reported_not_started(corral: Corral) -> None:
+    corral.home.mkdir(mode=0o700)
+    d = Dashboard(corral).start()
+    try:
+        h = {"authorization": f"Bearer {d.token}"}
+        state = httpx.get(d.base + "/api/processes", headers=h, timeout=10).json()
+        assert state["daemon"]["up"] is False and state["daemon"]["error"]
+        assert not (corral.home / "corral.sock").exists()  # the dashboard never starts a daemon
+        page = d.session().get("/", headers={"accept": "text/html"})
+        assert page.status_code == 200 and '"up": false' in page.text  # the page starts with the banner's data
+        corral.run("ping")  # the CLI starts the daemon; the dashboard notices
+        wait_until(lambda: httpx.get(d.base + "/api/processes", headers=h, timeout=10).json()["daemon"]["up"], timeout=30, message="daemon seen up")
+    finally:
+        d.stop()

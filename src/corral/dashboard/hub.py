@@ -169,6 +169,8 @@ class Hub:
 
     async def _follow_events(self) -> None:
         while True:
+            if not self.daemon["up"]:
+                await self.refresh_list()  # a daemon coming back is seen within a second
             try:
                 await self._load_events()
                 async for msg in self.link.subscribe({"target": ["all"], "logs": False, "events": True}):
