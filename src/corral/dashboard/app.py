@@ -34,7 +34,8 @@ RANGES = {"": None, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400
 # dashboard action -> daemon command (starting a known, stopped app is a restart)
 ACTIONS = {"restart": "restart", "reload": "reload", "stop": "stop", "start": "restart", "flush": "flush", "scale": "scale"}
 COUNT = re.compile(r"^[+-]?\d{1,4}$")
-HIDDEN_CONFIG = {"status", "pid", "uptime", "cpu", "memory", "restarts", "unstable_restarts", "started_at", "created_at", "ready", "health", "notify_status", "exit_code", "exit_signal", "reason", "last_restart_reason", "id", "instance", "log_errors", "log_lines_dropped", "log_rotations", "env_hidden"}
+# what `describe` adds to an app's configuration about the running instance: not shown as config
+RUNTIME_FIELDS = {"status", "pid", "uptime", "cpu", "memory", "restarts", "unstable_restarts", "started_at", "created_at", "ready", "health", "notify_status", "exit_code", "exit_signal", "reason", "last_restart_reason", "id", "instance", "log_errors", "log_lines_dropped", "log_rotations", "env_hidden"}
 
 
 def sse(kind: str, data: str) -> bytes:
@@ -76,7 +77,7 @@ def create_app(settings: Settings, home: Home, token: str, link: Link | None = N
         if not described:
             return HTMLResponse(f"<!doctype html><title>Corral dashboard</title><p>{_esc(name)} is a namespace or an id; open an app. <a href='/'>All apps</a>", status_code=404)
         await _first_list(hub)
-        config = {k: json.dumps(v, ensure_ascii=False) for k, v in described[0].items() if k not in HIDDEN_CONFIG}
+        config = {k: json.dumps(v, ensure_ascii=False) for k, v in described[0].items() if k not in RUNTIME_FIELDS}
         ids = {d["id"] for d in described}
         initial = {
             "name": name,
@@ -147,10 +148,11 @@ def create_app(settings: Settings, home: Home, token: str, link: Link | None = N
                         yield sse("end", "{}")
             except NotFoundError as e:
                 yield sse("notice", json.dumps({"message": str(e)}))
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(3600)  # held open: no reconnecting to an app that is gone
             except CorralError as e:
+                # closed: the page reconnects (retry above) and tails again once the daemon is back
                 yield sse("notice", json.dumps({"message": f"log stream ended: {e}"}))
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(3600)  # keep the stream open so the page does not re-tail in a loop
 
         return StreamingResponse(gen(), media_type="text/event-stream", headers={"x-accel-buffering": "no"})
 

@@ -108,7 +108,7 @@
     const q = new URLSearchParams({ q: document.getElementById("log-search").value, range: document.getElementById("log-range").value, streams: streams.join(",") || "out,err" });
     logSource = new EventSource("/apps/" + encodeURIComponent(name) + "/logs?" + q);
     logState.textContent = "connecting…";
-    logSource.onopen = () => { logState.textContent = "following"; };
+    logSource.onopen = () => { logBox.replaceChildren(); logState.textContent = "following"; }; // each (re)connection sends the tail again
     logSource.onerror = () => { logState.textContent = "reconnecting…"; };
     logSource.addEventListener("log", (m) => {
       const l = JSON.parse(m.data);
