@@ -285,3 +285,11 @@ def test_a_daemon_that_is_down_is_reported_not_started(corral: Corral) -> None:
         wait_until(lambda: httpx.get(d.base + "/api/processes", headers=h, timeout=10).json()["daemon"]["up"], timeout=30, message="daemon seen up")
     finally:
         d.stop()
+
+
+def test_without_the_web_stack_it_says_which_extra_to_install(tmp_path: Path) -> None:
+    code = "import sys; sys.modules['starlette'] = None; from corral.dashboard.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "CORRAL_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code, "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "pip install 'corral[dashboard]'" in proc.stderr and "Traceback" not in proc.stderr

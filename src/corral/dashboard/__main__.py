@@ -107,9 +107,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(settings: Any, home: Any, token: str, sock: socket.socket) -> int:
-    import uvicorn
+    try:
+        import uvicorn
 
-    from corral.dashboard.app import create_app
+        from corral.dashboard.app import create_app
+    except ImportError as e:
+        sock.close()
+        sys.stderr.write(f"corral: the dashboard needs {e.name or 'its web stack'}: pip install 'corral[dashboard]'\n")
+        return 1
 
     app = create_app(settings, home, token)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, access_log=False, lifespan="on")
