@@ -293,3 +293,18 @@ def test_without_the_web_stack_it_says_which_extra_to_install(tmp_path: Path) ->
     proc = subprocess.run([sys.executable, "-c", code, "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1
     assert "pip install 'corral[dashboard]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_reload_and_flush_through_the_api(dash: Dashboard, home: Corral) -> None:
+    h = {"authorization": f"Bearer {dash.token}"}
+    before = {p["id"]: p["pid"] for p in wait_online(home, "web", 2)}
+    r = httpx.post(dash.base + "/api/action", json={"action": "reload", "target": "web"}, headers=h, timeout=60)
+    assert r.status_code == 200, r.text
+    after = wait_online(home, "web", 2)
+    assert all(p["pid"] != before[p["id"]] for p in after)  # replaced one by one
+    out_log = home.home / "logs" / "api-out.log"  # the default log file of a one-instance app
+    wait_until(lambda: out_log.stat().st_size > 2000, timeout=20, message="api has logged")
+    size = out_log.stat().st_size
+    r = httpx.post(dash.base + "/api/action", json={"action": "flush", "target": "api"}, headers=h, timeout=60)
+    assert r.status_code == 200 and str(out_log) in r.json()["result"]["files"]
+    assert out_log.stat().st_size < size
