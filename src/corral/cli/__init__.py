@@ -66,7 +66,12 @@ def _main(argv: list[str]) -> int:
         argv, script_args = argv[:cut], argv[cut + 1 :]
     from corral.cli.parser import build_parser
 
-    parser = build_parser(full_start=bool(START_VERBS & set(argv[:1])) or not argv or argv[:1] in (["-h"], ["--help"]))
+    full_start = bool(START_VERBS & set(argv[:1]))
+    if full_start:
+        from corral.cli.keyflags import glue_dash_values
+
+        argv = glue_dash_values(argv)
+    parser = build_parser(full_start=full_start)
     ns = parser.parse_args(argv)
     if not getattr(ns, "func", None):
         parser.print_help()

@@ -96,3 +96,24 @@ def file_overrides(ns: argparse.Namespace) -> dict[str, Any]:
                 except ValueError as e:
                     raise ConfigError(str(e), file="command line", key=flag.names[-1])
     return out
+
+
+def glue_dash_values(argv: list[str]) -> list[str]:
+    """``--node-args -u`` means the value ``-u``, as in PM2 (commander takes it; argparse would not).
+
+    An option that takes one value, followed by something starting with a dash,
+    is glued to it (``--node-args=-u``, ``-k-5``) before argparse sees it.
+    """
+    takes_value = {n for key in KEYS for f in key.flags if f.kind == "value" for n in f.names}
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if tok in takes_value and nxt is not None and nxt.startswith("-") and nxt != "-":
+            out.append(f"{tok}={nxt}" if tok.startswith("--") else tok + nxt)
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out

@@ -17,7 +17,7 @@ def build_parser(full_start: bool = True) -> argparse.ArgumentParser:
     p.add_argument("-v", "--version", action="version", version=f"corral {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
-    s = sub.add_parser("start", help="start an ecosystem file, a script, or a stopped process")
+    s = sub.add_parser("start", help="start an ecosystem file, a script, or a stopped process", allow_abbrev=False)
     if full_start:
         start.add_arguments(s)
     else:
@@ -33,7 +33,7 @@ def build_parser(full_start: bool = True) -> argparse.ArgumentParser:
         a = sub.add_parser(name, aliases=aliases, help=helptext)
         a.add_argument("targets", nargs="*", metavar="name|id|namespace|all")
         if name == "restart":
-            a.add_argument("--update-env", action="store_true", help="give the processes this shell's environment")
+            a.add_argument("-a", "--update-env", action="store_true", help="give the processes this shell's environment")
         a.set_defaults(func=actions.action(name))
 
     rl = sub.add_parser("reload", help="zero-downtime reload (or apply a changed ecosystem file)")
@@ -58,6 +58,11 @@ def build_parser(full_start: bool = True) -> argparse.ArgumentParser:
         ls.set_defaults(func=views.cmd_list)
     jl = sub.add_parser("jlist", help="list processes as JSON")
     jl.set_defaults(func=views.cmd_jlist)
+    pl = sub.add_parser("prettylist", help="list processes as indented JSON")
+    pl.set_defaults(func=views.cmd_prettylist)
+    pi = sub.add_parser("pid", help="pids of an app's instances (of every app without a name)")
+    pi.add_argument("name", nargs="?")
+    pi.set_defaults(func=views.cmd_pid)
 
     d = sub.add_parser("describe", aliases=["show", "info", "desc"], help="everything about a process")
     d.add_argument("targets", nargs="+", metavar="name|id")

@@ -25,6 +25,26 @@ def cmd_jlist(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prettylist(ns: argparse.Namespace) -> int:
+    print(json.dumps(common.client().call("list"), indent=2))
+    return 0
+
+
+def cmd_pid(ns: argparse.Namespace) -> int:
+    """PM2's ``pid [app]``: the pids of an app's running instances (every app's without one), one a line."""
+    processes = common.client().call("list")
+    if ns.name is not None:
+        processes = [p for p in processes if p["name"] == ns.name or str(p["id"]) == ns.name]
+        if not processes:
+            from corral.errors import NotFoundError
+
+            raise NotFoundError(f"no process named '{ns.name}'")
+    for p in processes:
+        if p.get("pid"):
+            print(p["pid"])
+    return 0
+
+
 def cmd_describe(ns: argparse.Namespace) -> int:
     from corral import render
 
