@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,17 @@ def test_every_state_changing_command_is_one_connection(corral: Corral, counted:
     assert once(counted, "ls") == 0
     statuses = {p["name"]: p["status"] for p in corral.jlist()}
     assert statuses == {"web": "online", "e1": "online"}
+
+
+@pytest.mark.skipif(not __import__("corral.cli.start").cli.start.daemon_takes("start", "wait"), reason="this daemon has no start wait param")
+def test_start_no_wait_answers_before_settling(corral: Corral) -> None:
+    # never ready: with --wait the answer would come after listen_timeout (20 s)
+    write(corral.cwd / "app.py", APP)
+    corral.run("ping")
+    t0 = time.monotonic()
+    out = corral.run("start", "app.py", "--wait-ready", "--listen-timeout", "20s", "--no-wait", "--json")
+    assert time.monotonic() - t0 < 15
+    assert [p["status"] for p in json.loads(out.stdout)] == ["launching"]
 
 
 # ---------------------------------------------------------------- no tracebacks

@@ -242,8 +242,9 @@ def render() -> str:
     lines += [
         "",
         "Other `start` options of Corral: `--wait` (answer once every started instance has"
-        " settled: online or failed), `--no-wait` (answer as soon as the instances are spawned),"
-        " `--json` (print the process list as JSON).",
+        " settled: online or failed; the default), `--no-wait` (answer as soon as the spawns are"
+        " issued, as `pm2 start` does; the table may show `launching`), `--json` (print the"
+        " process list as JSON).",
         "",
     ]
     return "\n".join(lines)

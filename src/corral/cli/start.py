@@ -11,6 +11,10 @@ from typing import Any
 from corral.cli import common
 from corral.errors import ConfigError, UsageError
 
+# `corral start` prints settled statuses unless told --no-wait: scripts and tests read the
+# table (and pids) right after it returns, as they always could.
+WAIT_BY_DEFAULT = True
+
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
     from corral.cli.keyflags import add_key_flags
@@ -19,8 +23,8 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--env", help="use env_<NAME> from the ecosystem file")
     s.add_argument("--only", help="only these apps (comma separated)")
     s.add_argument("--json", action="store_true", help="print the process list as JSON")
-    s.add_argument("--wait", dest="wait", action="store_const", const=True, default=None, help="answer once every started instance has settled (online or failed)")
-    s.add_argument("--no-wait", dest="wait", action="store_const", const=False, help="answer as soon as the instances are spawned")
+    s.add_argument("--wait", dest="wait", action="store_const", const=True, default=WAIT_BY_DEFAULT, help="answer once every started instance has settled: online or failed (the default)")
+    s.add_argument("--no-wait", dest="wait", action="store_const", const=False, help="answer as soon as the spawns are issued (the table may show 'launching')")
     add_key_flags(s)
     s.add_argument("script_args", nargs="*", help="arguments after -- go to the script")
 
@@ -102,7 +106,7 @@ def cmd_start(ns: argparse.Namespace) -> int:
     for n in result.notices:
         common.warn(f"notice: {n}")
     args: dict[str, Any] = {"apps": result.apps, "client_env": client_env, "source": source}
-    if ns.wait is not None and daemon_takes("start", "wait"):
+    if daemon_takes("start", "wait"):  # an older daemon always waits
         args["wait"] = ns.wait
     with client.session() as s:
         _, everyone = common.call_and_list(s, "start", args)
