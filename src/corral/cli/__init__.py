@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return 0
+        from corral._entry import quiet_stdout
+
+        return quiet_stdout()
     except OSError as e:
         # a lost, reset or refused connection, or a file the command could not use
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
