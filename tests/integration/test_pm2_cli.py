@@ -420,3 +420,15 @@ def test_verb(cli: Cli, verb: pm2.Verb) -> None:
 def test_unsupported_verb_is_refused(cli: Cli, verb: pm2.Verb) -> None:
     out = cli.run(verb.name, check=False)
     assert out.returncode == 2 and "invalid choice" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["stop", "nosuch"], ["restart", "nosuch"], ["restart", "nosuch.py"], ["delete", "nosuch"], ["reset", "nosuch"], ["reload", "nosuch"], ["scale", "nosuch", "2"], ["sendSignal", "SIGUSR1", "nosuch"], ["describe", "nosuch"], ["env", "99999"], ["logs", "nosuch", "--nostream"], ["flush", "nosuch"], ["pid", "nosuch"], ["start", "nosuch"]],
+    ids=lambda a: " ".join(a),
+)
+def test_nothing_matched_exits_1_with_one_line(cli: Cli, argv: list[str]) -> None:
+    out = cli.run(*argv, check=False)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("corral: error: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "nosuch" in out.stderr or "99999" in out.stderr
