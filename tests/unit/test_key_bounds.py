@@ -146,3 +146,15 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["logs", "--lines", "nan"], ["logs", "--lines", "18446744073709551616"], ["logs", "--lines", "-1"], ["scale", "web", "100000"], ["scale", "web", "18446744073709551616"], ["scale", "web", "x" * 5000], ["monit", "--interval", "0"], ["monit", "--interval", "inf"]],
+    ids=lambda a: " ".join(x[:12] for x in a),
+)
+def test_numeric_cli_arguments_have_ranges(tmp_path: Path, argv: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-m", "corral", *argv], cwd=tmp_path, env={**_env(), "CORRAL_HOME": str(tmp_path / "home")}, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "expected" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr) < 600
+    assert not (tmp_path / "home" / "corral.sock").exists()

@@ -3,10 +3,38 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from corral.cli import actions, start, views
 
 PROG = "corral"
+
+
+def bounded(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` from ``low`` to ``high`` (NaN and infinities refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text.strip()) if len(text) <= 32 else None
+        except ValueError:
+            value = None
+        if value is None or value != value or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number from {_num(low)} to {_num(high)}, got {text[:32]!r}")
+        return value
+
+    return parse
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def scale_count(text: str) -> str:
+    """``N``, ``+N`` or ``-N`` with at most 4 digits (the daemon applies its instance ceiling)."""
+    body = text[1:] if text[:1] in "+-" else text
+    if not body.isdigit() or len(body) > 4:
+        raise argparse.ArgumentTypeError(f"expected N, +N or -N (up to 4 digits), got {text[:32]!r}")
+    return text
 
 
 def build_parser(full_start: bool = True) -> argparse.ArgumentParser:
@@ -44,7 +72,7 @@ def build_parser(full_start: bool = True) -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scale", help="change the number of instances of an app")
     sc.add_argument("name")
-    sc.add_argument("count", help="N, +N or -N")
+    sc.add_argument("count", type=scale_count, help="N, +N or -N")
     sc.set_defaults(func=actions.cmd_scale)
 
     sg = sub.add_parser("sendSignal", aliases=["signal"], help="send a signal to processes")
@@ -76,7 +104,7 @@ def build_parser(full_start: bool = True) -> argparse.ArgumentParser:
 
     lg = sub.add_parser("logs", aliases=["log"], help="show and follow logs")
     lg.add_argument("targets", nargs="*", metavar="name|id|namespace|all")
-    lg.add_argument("--lines", type=int, default=15)
+    lg.add_argument("--lines", type=bounded(int, 0, 1_000_000), default=15, help="last lines to show first (0 to 1000000; default 15)")
     lg.add_argument("--nostream", action="store_true", help="print the last lines and exit")
     lg.add_argument("--json", action="store_true")
     lg.add_argument("--raw", action="store_true", help="messages only, no prefix")
@@ -111,7 +139,7 @@ def build_parser(full_start: bool = True) -> argparse.ArgumentParser:
         sub.add_parser(name, help=text, add_help=False)
 
     mo = sub.add_parser("monit", aliases=["monitor", "dashboard"], help="live terminal dashboard")
-    mo.add_argument("--interval", type=float, default=1.0, help="refresh interval in seconds")
+    mo.add_argument("--interval", type=bounded(float, 0.1, 3600), default=1.0, help="refresh interval in seconds (0.1 to 3600)")
     mo.set_defaults(func=views.cmd_monit)
 
     eco = sub.add_parser("ecosystem", help="check, convert or create ecosystem files (see: corral ecosystem --help)", add_help=False)
