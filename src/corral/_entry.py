@@ -70,17 +70,6 @@ def _fast(argv: list[str]) -> int:
     raise _Fallback()
 
 
-def quiet_stdout() -> int:
-    """The reader of stdout went away (``corral ls | head -1``): no noise at exit."""
-    try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.stdout.fileno())
-        os.close(fd)
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 def main() -> int:
     argv = sys.argv[1:]
     if argv:
@@ -89,6 +78,8 @@ def main() -> int:
         except _Fallback:
             pass
         except BrokenPipeError:
+            from corral.cli.common import quiet_stdout
+
             return quiet_stdout()
         except KeyboardInterrupt:
             return 130

@@ -183,6 +183,7 @@ def now_str() -> str:
     return time.strftime("%H:%M:%S")
 
 
-def write(text: str, stream: TextIO = sys.stdout) -> None:
-    stream.write(text)
-    stream.flush()
+def write(text: str, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout  # looked up now: sys.stdout may have been replaced since import
+    out.write(text)
+    out.flush()

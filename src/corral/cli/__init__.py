@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        from corral._entry import quiet_stdout
+        from corral.cli.common import quiet_stdout
 
         return quiet_stdout()
     except OSError as e:

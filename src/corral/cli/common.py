@@ -29,6 +29,17 @@ def print_processes(processes: list[dict[str, Any]], as_json: bool = False) -> N
         print_table(processes)
 
 
+def quiet_stdout() -> int:
+    """The reader of stdout went away (``corral ls | head -1``): no noise at exit."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def warn(msg: str) -> None:
     sys.stderr.write(f"corral: {msg}\n")
 
