@@ -138,7 +138,7 @@ def build_parser(full_start: bool = True) -> argparse.ArgumentParser:
     for name, text in (("export", "write Kubernetes manifests or a compose file for an ecosystem (see: corral export --help)"), ("startup", "install a systemd unit that runs the daemon at boot"), ("unstartup", "remove the systemd unit")):
         sub.add_parser(name, help=text, add_help=False)
 
-    mo = sub.add_parser("monit", aliases=["monitor", "dashboard"], help="live terminal dashboard")
+    mo = sub.add_parser("monit", aliases=["monitor"], help="live terminal dashboard")
     mo.add_argument("--interval", type=bounded(float, 0.1, 3600), default=1.0, help="refresh interval in seconds (0.1 to 3600)")
     mo.set_defaults(func=views.cmd_monit)
 
