@@ -281,3 +281,19 @@ def test_corral_toml_daemon_table_errors_are_reported(corral: Corral) -> None:
     reply = call(corral, "start", {"apps": [app(corral, "a")]})
     assert reply["ok"]  # a bad setting falls back to the default ceiling, logged
     assert "daemon.max_instances" in (corral.home / "corral.log").read_text()
+
+
+def test_cli_start_and_stop_are_one_round_trip_each(corral: Corral) -> None:
+    """Counted by the daemon: the real CLI, in its own process, opens one connection per command."""
+    write(corral.cwd / "one.py", SLEEPER)
+    corral.run("ping")
+
+    def connections() -> int:
+        count: int = call(corral, "ping")["result"]["connections"]
+        return count
+
+    for argv in (("start", "one.py"), ("stop", "one"), ("restart", "one"), ("delete", "one")):
+        before = connections()
+        out = corral.run(*argv)
+        assert "one" in out.stdout  # the table printed from the reply
+        assert connections() - before == 2, argv  # the command, and the ping that counts
