@@ -127,6 +127,11 @@ def identity(path: str) -> tuple[int, int] | None:
 
 
 def _open_regular(dfd: int, name: str, path: str, flags: int) -> tuple[int, os.stat_result]:
+    pre = os.stat(name, dir_fd=dfd, follow_symlinks=False)  # a FIFO is refused before it can block
+    if stat.S_ISLNK(pre.st_mode):
+        raise UnsafePathError(path, "is a symlink: refusing to follow it")
+    if not stat.S_ISREG(pre.st_mode):
+        raise UnsafePathError(path, "is not a regular file")
     try:
         fd = os.open(name, flags | _NOFOLLOW, dir_fd=dfd)
     except OSError as e:
@@ -337,7 +342,7 @@ def check_not_writable_by(path: str, uid: int, gid: int | None = None, *, what: 
             if not sticky_ok:
                 raise UnsafePathError(
                     path,
-                    f"{what} in {current}, a folder user {uid} (the app's uid) can write: it could swap the file for a "
+                    f"{what} in {current}, a folder uid {uid} (the app's user) can write: it could swap the file for a "
                     "symlink and redirect the daemon's writes; choose a folder only root can write",
                 )
         if st is not None:
