@@ -1,0 +1,85 @@
+"""Symlink attacks by an app running as another user, on a real root daemon.
+
+The app runs as ``nobody`` and can write its log folder (the mistake the
+loader should refuse; here we check the daemon holds even then).  It swaps
+its log or pid file for a symlink to a file only root may write; the daemon
+must never write through it.  Skipped unless root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Corral, ecosystem, wait_until, write
+
+NOBODY = 65534
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the daemon is root and the app runs as nobody")
+PRECIOUS = b"root:precious\n"
+
+
+@pytest.fixture
+def stage() -> Iterator[dict[str, Path]]:
+    """A folder tree nobody can reach (pytest's tmp_path is 0700), a victim file only root writes."""
+    top = Path(tempfile.mkdtemp(prefix="corral-attack-"))
+    try:
+        os.chmod(top, 0o755)
+        logs = top / "logs"
+        logs.mkdir()
+        os.chown(logs, NOBODY, NOBODY)  # the app user can write its log folder
+        secret = top / "secret"
+        secret.mkdir(mode=0o755)
+        victim = secret / "victim"
+        victim.write_bytes(PRECIOUS)
+        os.chmod(victim, 0o644)
+        yield {"top": top, "logs": logs, "victim": victim}
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def attacker(target: Path, victim: Path, then: str = "while true; do echo pwned; sleep 0.05; done") -> dict[str, object]:
+    script = f"echo before; sleep 0.5; rm -f {target}; ln -s {victim} {target}; {then}"
+    return {"script": "/bin/sh", "args": ["-c", script], "interpreter": "none", "uid": "nobody", "autorestart": False}
+
+
+def test_live_log_swapped_for_a_symlink_is_not_followed(corral: Corral, stage: dict[str, Path]) -> None:
+    out = stage["logs"] / "evil-out.log"
+    app = {"name": "evil", **attacker(out, stage["victim"]), "out_file": str(out), "error_file": str(stage["logs"] / "evil-err.log")}
+    write(corral.cwd / "ecosystem.toml", ecosystem(app))
+    corral.run("start", "ecosystem.toml")
+    # the daemon notices the move within a second, refuses the symlink and counts lost lines
+    wait_until(lambda: "symlink" in (corral.home / "corral.log").read_text(), timeout=15, message="the refused symlink is reported")
+    wait_until(lambda: corral.run("describe", "evil", "--json", check=False).returncode == 0, timeout=5)
+    assert stage["victim"].read_bytes() == PRECIOUS
+    assert out.is_symlink()
+    assert corral.proc("evil")["status"] == "online"  # the app keeps running
+
+
+@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/server.py cmd_flush: safefs.truncate(path) instead of open(path, 'r+b').truncate(0)")
+def test_flush_does_not_truncate_through_a_symlink(corral: Corral, stage: dict[str, Path]) -> None:
+    out = stage["logs"] / "evil-out.log"
+    app = {"name": "evil", **attacker(out, stage["victim"], then="sleep 600"), "out_file": str(out), "error_file": str(stage["logs"] / "evil-err.log")}
+    write(corral.cwd / "ecosystem.toml", ecosystem(app))
+    corral.run("start", "ecosystem.toml")
+    wait_until(lambda: out.is_symlink(), timeout=10)
+    corral.run("flush", "evil", check=False)
+    assert stage["victim"].read_bytes() == PRECIOUS
+
+
+@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/supervisor.py _write_pid_file: safefs.write_pid_file(path, pid) instead of open(path, 'w')")
+def test_pid_file_planted_as_a_symlink_is_replaced_not_followed(corral: Corral, stage: dict[str, Path]) -> None:
+    pid_file = stage["logs"] / "evil.pid"
+    pid_file.symlink_to(stage["victim"])
+    os.lchown(pid_file, NOBODY, NOBODY)
+    app = {"name": "evil", "script": "/bin/sh", "args": ["-c", "sleep 600"], "interpreter": "none", "uid": "nobody", "pid_file": str(pid_file)}
+    write(corral.cwd / "ecosystem.toml", ecosystem(app))
+    corral.run("start", "ecosystem.toml")
+    pid = corral.proc("evil")["pid"]
+    wait_until(lambda: pid_file.exists() and not pid_file.is_symlink() or stage["victim"].read_bytes() != PRECIOUS, timeout=10)
+    assert stage["victim"].read_bytes() == PRECIOUS
+    assert pid_file.read_text() == f"{pid}\n"
