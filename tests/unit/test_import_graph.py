@@ -20,8 +20,6 @@ PACKAGE = "corral"
 
 # Cycles being removed on other branches (issue #10); each entry is the exact set of modules.
 KNOWN: dict[frozenset[str], str] = {
-    frozenset({"corral.logrotate", "corral.logsink"}): "logrotate <-> logsink: being split on branch hardening",
-    frozenset({"corral.daemon.http", "corral.daemon.server"}): "http <-> server (Daemon type): server split on branch arch-daemon",
 }
 
 

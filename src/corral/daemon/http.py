@@ -23,10 +23,20 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from corral.daemon.server import Daemon
+
+class Daemon(Protocol):
+    """What the endpoint reads of the daemon (a protocol: no import of daemon.server)."""
+
+    sup: Any
+    monitor: Any
+    home: Any
+    started: float
+
+    def log(self, message: str) -> None: ...
+
+    async def cmd_health(self, args: dict[str, Any]) -> Any: ...
 
 MAX_CONNECTIONS = 64
 HEAD_TIMEOUT = 5.0
