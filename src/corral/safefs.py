@@ -27,7 +27,8 @@ import gzip
 import os
 import secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from corral.errors import CorralError
 
@@ -351,3 +352,46 @@ def check_not_writable_by(path: str, uid: int, gid: int | None = None, *, what: 
         if parent == current:
             return
         current = parent
+
+
+APP_FILE_KEYS = (("out_file", "log file"), ("error_file", "log file"), ("log_file", "log file"), ("pid_file", "pid file"))
+
+
+def check_app_files(app: Mapping[str, Any]) -> None:
+    """For an app that runs as another user under a root daemon: refuse (ConfigError naming
+    the app and the key) a log or pid path in a folder that user can write.  Paths left to
+    their default (in ``$CORRAL_HOME``, the daemon's own 0700 folder) and ``/dev/null`` are
+    fine.  Nothing to check when the app runs as the daemon's user."""
+    from corral.errors import ConfigError
+
+    user = app.get("uid")
+    if user is None or os.geteuid() != 0:
+        return
+    uid, gid = _resolve_ids(user, app.get("gid"))
+    if uid is None or uid == os.geteuid():
+        return
+    for key, what in APP_FILE_KEYS:
+        path = app.get(key)
+        if not isinstance(path, str) or path in ("default", "/dev/null", "NULL", "") or not os.path.isabs(path):
+            continue
+        try:
+            check_not_writable_by(path, uid, gid, what=what)
+        except UnsafePathError as e:
+            raise ConfigError(e.reason, app=str(app.get("name") or ""), key=key)
+
+
+def _resolve_ids(user: Any, group: Any) -> tuple[int | None, int | None]:
+    import grp
+    import pwd
+
+    try:
+        entry = pwd.getpwuid(int(user)) if str(user).isdigit() else pwd.getpwnam(str(user))
+    except (KeyError, ValueError):
+        return None, None
+    gid: int | None = entry.pw_gid
+    if group is not None:
+        try:
+            gid = int(group) if str(group).isdigit() else grp.getgrnam(str(group)).gr_gid
+        except (KeyError, ValueError):
+            gid = entry.pw_gid
+    return entry.pw_uid, gid

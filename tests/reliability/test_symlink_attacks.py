@@ -60,7 +60,7 @@ def test_live_log_swapped_for_a_symlink_is_not_followed(corral: Corral, stage: d
     assert corral.proc("evil")["status"] == "online"  # the app keeps running
 
 
-@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/server.py cmd_flush: safefs.truncate(path) instead of open(path, 'r+b').truncate(0)")
+@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/handlers/upkeep.py flush: safefs.truncate(path) instead of open(path, 'r+b').truncate(0)")
 def test_flush_does_not_truncate_through_a_symlink(corral: Corral, stage: dict[str, Path]) -> None:
     out = stage["logs"] / "evil-out.log"
     app = {"name": "evil", **attacker(out, stage["victim"], then="sleep 600"), "out_file": str(out), "error_file": str(stage["logs"] / "evil-err.log")}
@@ -71,7 +71,7 @@ def test_flush_does_not_truncate_through_a_symlink(corral: Corral, stage: dict[s
     assert stage["victim"].read_bytes() == PRECIOUS
 
 
-@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/supervisor.py _write_pid_file: safefs.write_pid_file(path, pid) instead of open(path, 'w')")
+@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/pidfile.py write_pid_file: safefs.write_pid_file(path, pid) instead of makedirs + open(path, 'w')")
 def test_pid_file_planted_as_a_symlink_is_replaced_not_followed(corral: Corral, stage: dict[str, Path]) -> None:
     pid_file = stage["logs"] / "evil.pid"
     pid_file.symlink_to(stage["victim"])

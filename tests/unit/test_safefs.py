@@ -333,3 +333,23 @@ def test_home_is_created_0700_and_tightened(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(UnsafeHomeError, match="not a folder"):
         check_home(tmp_path / "file")
+
+
+@root_only
+def test_check_app_files_names_the_app_and_key(tmp_path: Path, app_dir: Path) -> None:
+    from corral.errors import ConfigError
+
+    os.chmod(tmp_path, 0o755)
+    safe = tmp_path / "rootlogs"
+    safe.mkdir(mode=0o755)
+    base = {"name": "web", "uid": "nobody", "gid": None, "out_file": "default", "error_file": "default", "log_file": None, "pid_file": None}
+    safefs.check_app_files(base)  # defaults live in CORRAL_HOME
+    safefs.check_app_files({**base, "out_file": str(safe / "web-out.log"), "log_file": True, "pid_file": "/dev/null"})
+    with pytest.raises(ConfigError) as err:
+        safefs.check_app_files({**base, "error_file": str(app_dir / "web-err.log")})
+    assert err.value.app == "web" and err.value.key == "error_file" and "can write" in err.value.render()
+    with pytest.raises(ConfigError) as err:
+        safefs.check_app_files({**base, "pid_file": "/tmp/web.pid"})  # right in sticky /tmp
+    assert err.value.key == "pid_file"
+    safefs.check_app_files({**base, "uid": None, "error_file": str(app_dir / "web-err.log")})  # runs as the daemon's user
+    safefs.check_app_files({**base, "uid": "root", "error_file": str(app_dir / "web-err.log")})
