@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 
 # Environment variable names that look like they hold a secret: hidden by `describe`
 # (unless --env), and exported to Kubernetes as Secret references, never inline.
@@ -68,7 +69,7 @@ PASS_THROUGH_PREFIXES = ("LC_",)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def clean_env(inherited: dict[str, str], uid: int | str, gid: int | str | None = None) -> dict[str, str]:
+def clean_env(inherited: Mapping[str, str], uid: int | str, gid: int | str | None = None) -> dict[str, str]:
     """The base environment of an app running as another user: the documented
     pass-through keys from ``inherited``, and HOME, USER, LOGNAME and SHELL of that
     user (from the password database).  The caller adds the app's own ``env``."""

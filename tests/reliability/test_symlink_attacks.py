@@ -1,9 +1,11 @@
 """Symlink attacks by an app running as another user, on a real root daemon.
 
-The app runs as ``nobody`` and can write its log folder (the mistake the
-loader should refuse; here we check the daemon holds even then).  It swaps
-its log or pid file for a symlink to a file only root may write; the daemon
-must never write through it.  Skipped unless root.
+The app runs as ``nobody``.  A log or pid folder that user can write is
+refused when the app is registered; here the folder is root's at start and
+handed to ``nobody`` afterwards (an operator's later mistake), so the daemon's
+own file layer is what holds: the app swaps its log or pid file for a symlink
+to a file only root may write, and the daemon must never write through it.
+Skipped unless root.
 """
 
 from __future__ import annotations
@@ -30,8 +32,7 @@ def stage() -> Iterator[dict[str, Path]]:
     try:
         os.chmod(top, 0o755)
         logs = top / "logs"
-        logs.mkdir()
-        os.chown(logs, NOBODY, NOBODY)  # the app user can write its log folder
+        logs.mkdir(mode=0o755)  # root's at start: registration accepts it
         secret = top / "secret"
         secret.mkdir(mode=0o755)
         victim = secret / "victim"
@@ -42,8 +43,14 @@ def stage() -> Iterator[dict[str, Path]]:
         shutil.rmtree(top, ignore_errors=True)
 
 
+def hand_over(folder: Path) -> None:
+    """The operator's mistake after start: the app's user can now write the folder."""
+    os.chown(folder, NOBODY, NOBODY)
+
+
 def attacker(target: Path, victim: Path, then: str = "while true; do echo pwned; sleep 0.05; done") -> dict[str, object]:
-    script = f"echo before; sleep 0.5; rm -f {target}; ln -s {victim} {target}; {then}"
+    # waits until it can write the folder, then swaps the file for a symlink
+    script = f"echo before; while ! [ -w {target.parent} ]; do sleep 0.05; done; rm -f {target}; ln -s {victim} {target}; {then}"
     return {"script": "/bin/sh", "args": ["-c", script], "interpreter": "none", "uid": "nobody", "autorestart": False}
 
 
@@ -52,6 +59,7 @@ def test_live_log_swapped_for_a_symlink_is_not_followed(corral: Corral, stage: d
     app = {"name": "evil", **attacker(out, stage["victim"]), "out_file": str(out), "error_file": str(stage["logs"] / "evil-err.log")}
     write(corral.cwd / "ecosystem.toml", ecosystem(app))
     corral.run("start", "ecosystem.toml")
+    hand_over(stage["logs"])
     # the daemon notices the move within a second, refuses the symlink and counts lost lines
     wait_until(lambda: "symlink" in (corral.home / "corral.log").read_text(), timeout=15, message="the refused symlink is reported")
     wait_until(lambda: corral.run("describe", "evil", "--json", check=False).returncode == 0, timeout=5)
@@ -66,6 +74,7 @@ def test_flush_does_not_truncate_through_a_symlink(corral: Corral, stage: dict[s
     app = {"name": "evil", **attacker(out, stage["victim"], then="sleep 600"), "out_file": str(out), "error_file": str(stage["logs"] / "evil-err.log")}
     write(corral.cwd / "ecosystem.toml", ecosystem(app))
     corral.run("start", "ecosystem.toml")
+    hand_over(stage["logs"])
     wait_until(lambda: out.is_symlink(), timeout=10)
     corral.run("flush", "evil", check=False)
     assert stage["victim"].read_bytes() == PRECIOUS
@@ -74,12 +83,27 @@ def test_flush_does_not_truncate_through_a_symlink(corral: Corral, stage: dict[s
 @pytest.mark.xfail(strict=True, reason="needs the hook in daemon/pidfile.py write_pid_file: safefs.write_pid_file(path, pid) instead of makedirs + open(path, 'w')")
 def test_pid_file_planted_as_a_symlink_is_replaced_not_followed(corral: Corral, stage: dict[str, Path]) -> None:
     pid_file = stage["logs"] / "evil.pid"
-    pid_file.symlink_to(stage["victim"])
-    os.lchown(pid_file, NOBODY, NOBODY)
-    app = {"name": "evil", "script": "/bin/sh", "args": ["-c", "sleep 600"], "interpreter": "none", "uid": "nobody", "pid_file": str(pid_file)}
+    app = {"name": "evil", "script": "/bin/sh", "args": ["-c", "sleep 600"], "interpreter": "none", "uid": "nobody", "pid_file": str(pid_file), "autorestart": False}
     write(corral.cwd / "ecosystem.toml", ecosystem(app))
     corral.run("start", "ecosystem.toml")
-    pid = corral.proc("evil")["pid"]
+    hand_over(stage["logs"])
+    # the app's user plants a symlink; the next start writes the pid file again
+    pid_file.unlink()
+    pid_file.symlink_to(stage["victim"])
+    os.lchown(pid_file, NOBODY, NOBODY)
+    corral.run("restart", "evil")
+    pid = wait_until(lambda: (p := corral.proc("evil"))["status"] == "online" and p["pid"], timeout=10)
     wait_until(lambda: pid_file.exists() and not pid_file.is_symlink() or stage["victim"].read_bytes() != PRECIOUS, timeout=10)
     assert stage["victim"].read_bytes() == PRECIOUS
     assert pid_file.read_text() == f"{pid}\n"
+
+
+@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/registry.py validate(): safefs.check_app_files(app), ConfigError -> RequestError('bad_config')")
+def test_a_log_folder_the_apps_user_can_write_is_refused_at_start(corral: Corral, stage: dict[str, Path]) -> None:
+    hand_over(stage["logs"])
+    app = {"name": "evil", "script": "/bin/sh", "args": ["-c", "sleep 600"], "interpreter": "none", "uid": "nobody", "out_file": str(stage["logs"] / "evil-out.log")}
+    write(corral.cwd / "ecosystem.toml", ecosystem(app))
+    proc = corral.run("start", "ecosystem.toml", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "app 'evil': key 'out_file'" in proc.stderr and "uid 65534" in proc.stderr and "Traceback" not in proc.stderr
+    assert corral.jlist() == []
