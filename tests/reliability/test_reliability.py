@@ -126,7 +126,6 @@ def test_leftovers_of_a_killed_daemon_are_found_and_stopped(corral: Corral) -> N
     wait_until(lambda: not any(pid_alive(p) for p in before), timeout=10)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/lifecycle.py run(): leftovers.stop(leftovers.find(str(home.root)), log=daemon.log) before daemon.serve()")
 def test_daemon_sigkilled_and_restarted_runs_no_duplicate_instances(corral: Corral) -> None:
     start_sleepers(corral)
     daemon = corral.daemon_pid()

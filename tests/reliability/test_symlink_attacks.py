@@ -68,7 +68,6 @@ def test_live_log_swapped_for_a_symlink_is_not_followed(corral: Corral, stage: d
     assert corral.proc("evil")["status"] == "online"  # the app keeps running
 
 
-@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/handlers/upkeep.py flush: safefs.truncate(path) instead of open(path, 'r+b').truncate(0)")
 def test_flush_does_not_truncate_through_a_symlink(corral: Corral, stage: dict[str, Path]) -> None:
     out = stage["logs"] / "evil-out.log"
     app = {"name": "evil", **attacker(out, stage["victim"], then="sleep 600"), "out_file": str(out), "error_file": str(stage["logs"] / "evil-err.log")}
@@ -80,7 +79,6 @@ def test_flush_does_not_truncate_through_a_symlink(corral: Corral, stage: dict[s
     assert stage["victim"].read_bytes() == PRECIOUS
 
 
-@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/pidfile.py write_pid_file: safefs.write_pid_file(path, pid) instead of makedirs + open(path, 'w')")
 def test_pid_file_planted_as_a_symlink_is_replaced_not_followed(corral: Corral, stage: dict[str, Path]) -> None:
     pid_file = stage["logs"] / "evil.pid"
     app = {"name": "evil", "script": "/bin/sh", "args": ["-c", "sleep 600"], "interpreter": "none", "uid": "nobody", "pid_file": str(pid_file), "autorestart": False}
@@ -98,7 +96,6 @@ def test_pid_file_planted_as_a_symlink_is_replaced_not_followed(corral: Corral, 
     assert pid_file.read_text() == f"{pid}\n"
 
 
-@pytest.mark.xfail(strict=True, reason="needs the hook in daemon/registry.py validate(): safefs.check_app_files(app), ConfigError -> RequestError('bad_config')")
 def test_a_log_folder_the_apps_user_can_write_is_refused_at_start(corral: Corral, stage: dict[str, Path]) -> None:
     hand_over(stage["logs"])
     app = {"name": "evil", "script": "/bin/sh", "args": ["-c", "sleep 600"], "interpreter": "none", "uid": "nobody", "out_file": str(stage["logs"] / "evil-out.log")}
