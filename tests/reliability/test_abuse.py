@@ -92,3 +92,22 @@ def test_home_owned_by_another_user_is_refused_by_the_cli(tmp_path: Path) -> Non
     assert proc.returncode != 0
     assert "belongs to uid 65534" in proc.stderr and "Traceback" not in proc.stderr
     wait_until(lambda: not (home / "corral.sock").exists(), timeout=2)
+
+
+def test_cli_refuses_a_running_daemon_in_a_home_that_became_foreign(tmp_path: Path) -> None:
+    """A socket in a folder someone else controls could be an impostor: even `ls`'s fast path refuses it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to hand a folder to another user")
+    home = tmp_path / "home"
+    c = Corral(home, tmp_path)
+    c.run("ping")
+    try:
+        os.chown(home, NOBODY, NOBODY)
+        for verb in ("ls", "jlist", "ping", "stop"):
+            args = (verb, "all") if verb == "stop" else (verb,)
+            proc = c.run(*args, check=False)
+            assert proc.returncode != 0, (verb, proc.stdout)
+            assert "belongs to uid 65534" in proc.stderr and "Traceback" not in proc.stderr, (verb, proc.stderr)
+    finally:
+        os.chown(home, 0, 0)
+        c.run("kill", check=False)
