@@ -22,7 +22,6 @@ PACKAGE = "corral"
 
 # Cycles being removed on other branches (issue #10); each entry is the exact set of modules.
 KNOWN: dict[frozenset[str], str] = {
-    frozenset({"corral.logrotate", "corral.logsink"}): "logrotate <-> logsink: being split on branch hardening",
 }
 
 
