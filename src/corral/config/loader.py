@@ -77,8 +77,12 @@ def looks_like_config(path: str) -> bool:
     return p.suffix in (".toml", ".yaml", ".yml", ".json")
 
 
-def read_config_file(path: Path) -> Any:
-    """Parse a file by its extension into plain data."""
+def read_config_file(path: Path, *, no_node: bool = False) -> Any:
+    """Parse a file by its extension into plain data.
+
+    A JavaScript file that only Node.js can evaluate is run by node, with a note on
+    stderr; ``no_node`` (``--no-node``) or ``CORRAL_NO_NODE=1`` refuse that instead.
+    """
     label = str(path)
     try:
         raw = path.read_bytes()
@@ -90,9 +94,10 @@ def read_config_file(path: Path) -> Any:
         raise ConfigError(f"cannot read: {e.strerror}", file=label)
     suffix = path.suffix.lower()
     if suffix in (".js", ".cjs", ".mjs"):
-        from corral.config.jsobject import load_js_file
+        from corral.config.jsobject import NO_NODE_ENV, load_js_file, node_refused
 
-        return load_js_file(path)
+        refused_by = "--no-node" if no_node else f"{NO_NODE_ENV}" if node_refused() else None
+        return load_js_file(path, refused_by=refused_by)
     if suffix not in (".toml", ".yaml", ".yml", ".json"):
         raise ConfigError(
             f"unknown file type {suffix!r}: expected .toml, .yaml, .yml, .json, .js, .cjs or .mjs",
@@ -830,9 +835,10 @@ def load_ecosystem(
     only: Iterable[str] | None = None,
     client_env: Mapping[str, str] | None = None,
     here: bool = True,
+    no_node: bool = False,
 ) -> LoadResult:
     path = path.resolve() if path.exists() else path.absolute()
-    data = read_config_file(path)
+    data = read_config_file(path, no_node=no_node)
     return load_apps(
         data,
         label=str(path),
