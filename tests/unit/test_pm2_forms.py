@@ -234,3 +234,51 @@ def test_absolute_paths_of_another_machine(tmp_path: Path) -> None:
     # A relative path missing is a mistake in the file, on any machine.
     with pytest.raises(ConfigError):
         load_apps({"apps": [{"name": "r", "script": "dist/nope.js"}]}, label="eco.js", base_dir=tmp_path, here=False)
+
+
+# ---------------------------------------------------------------- PM2's readings of values
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('--title "two words" plain', ["--title", "two words", "plain"]),
+        ("--mode='single q' x", ["--mode='single q'", "x"]),
+        ('--name="a b" --n 3', ['--name="a b"', "--n", "3"]),
+        ("a\\ b", ["a\\", "b"]),  # no escapes in PM2's splitting
+        ("  ", []),
+    ],
+)
+def test_pm2_split_args(text: str, words: list[str]) -> None:
+    from corral.config.loader import pm2_split_args
+
+    assert pm2_split_args(text) == words
+
+
+def test_pm2_formats_split_args_as_pm2_and_toml_as_a_shell(tmp_path: Path) -> None:
+    script(tmp_path, "app.js", "", executable=False)
+    raw = {"name": "a", "script": "app.js", "args": '--name="a b"'}
+    js = normalize_app_detail(raw, label="eco.config.js", base_dir=tmp_path, client_env=os.environ)
+    toml = normalize_app_detail(raw, label="eco.toml", base_dir=tmp_path, client_env=os.environ)
+    assert js.app["args"] == ['--name="a b"'] and toml.app["args"] == ["--name=a b"]
+
+
+def test_log_type_other_than_json_is_text_with_a_warning(tmp_path: Path) -> None:
+    script(tmp_path, "app.js", "", executable=False)
+    r = normalize_app_detail({"name": "a", "script": "app.js", "log_type": "format"}, label="e.config.js", base_dir=tmp_path)
+    assert r.app["log_type"] == "text" and any("log_type 'format'" in w for w in r.warnings)
+
+
+def test_pm2_key_deploy_env_and_export_const(tmp_path: Path) -> None:
+    from corral.config.jsobject import parse_js_literal
+
+    script(tmp_path, "app.js", "", executable=False)
+    result = load_apps({"pm2": [{"name": "legacy", "script": "app.js"}]}, label="p.json", base_dir=tmp_path)
+    assert [a["name"] for a in result.apps] == ["legacy"]
+    data = {"apps": [{"name": "d", "script": "app.js", "env": {"A": "app"}, "env_production": {"B": "prod"}}],
+            "deploy": {"production": {"env": {"A": "deploy", "C": "deploy"}}}}
+    prod = load_apps(data, label="e.config.js", base_dir=tmp_path, env_name="production").apps[0]
+    assert prod["env"] == {"A": "app", "B": "prod", "C": "deploy"}  # deploy env lowest, as PM2
+    assert load_apps(data, label="e.config.js", base_dir=tmp_path).apps[0]["env"] == {"A": "app"}
+    assert parse_js_literal("export const apps = [{ script: 'a.js' }];") == {"apps": [{"script": "a.js"}]}
+    assert parse_js_literal("export const apps = []; export default { apps: [1] };") == {"apps": [1]}

@@ -611,6 +611,8 @@ class _Parser:
         self.module_exports: Any = exports  # module.exports
         self.exports_ref: Any = exports  # the `exports` variable
         self.default_export: Any = _UNDEFINED
+        # `export const apps = ...`: with no default export, the module's named exports.
+        self.named_exports: list[str] = []
         self.esm = False
 
     # -- token helpers -------------------------------------------------------
@@ -705,6 +707,8 @@ class _Parser:
         while self._peek().kind != "eof":
             self._statement()
         value = self.default_export if self.esm else self.module_exports
+        if self.esm and value is _UNDEFINED and self.named_exports:
+            value = {n: self.scope[n] for n in self.named_exports if self.scope[n] is not _UNDEFINED}
         if value is _UNDEFINED:
             return None
         if isinstance(value, dict):
@@ -914,7 +918,9 @@ class _Parser:
             self._advance()
             self.default_export = self._element()
         elif self._is_name(token, "const", "let", "var"):
+            before = set(self.scope)
             self._declaration()
+            self.named_exports.extend(n for n in self.scope if n not in before)
         else:
             raise _Unsupported
 
@@ -1247,19 +1253,22 @@ const { pathToFileURL } = require('url');
 const [file, out, mode] = process.argv.slice(1);
 const load = async () => {
   if (mode === 'import') {
-    return (await import(pathToFileURL(file).href)).default;
+    const ns = await import(pathToFileURL(file).href);
+    // `export const apps = [...]` and no default export: the named exports.
+    return 'default' in ns ? ns.default : { ...ns };
   }
   let value;
   try {
     value = require(file);
   } catch (err) {
     if (err && (err.code === 'ERR_REQUIRE_ESM' || err.code === 'ERR_REQUIRE_ASYNC_MODULE')) {
-      return (await import(pathToFileURL(file).href)).default;
+      const ns = await import(pathToFileURL(file).href);
+      return 'default' in ns ? ns.default : { ...ns };
     }
     throw err;
   }
   if (value && value[Symbol.toStringTag] === 'Module') {
-    value = value.default;
+    value = 'default' in value ? value.default : { ...value };
   }
   return value;
 };

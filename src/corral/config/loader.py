@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterable, Mapping
@@ -198,6 +199,9 @@ def extract_apps(data: Any, label: str) -> tuple[list[Any], list[str], list[str]
     for key, why in IGNORED_TOP_LEVEL.items():
         if key in data:
             notices.append(f"{label}: the '{key}' block is ignored ({why})")
+    if "apps" not in data and isinstance(data.get("pm2"), list | dict):
+        # PM2 also reads its apps from a top-level "pm2" key (API._startJson).
+        data = {"apps": data["pm2"], **{k: v for k, v in data.items() if k != "pm2"}}
     if "apps" in data:
         for key in data:
             if key != "apps" and key not in IGNORED_TOP_LEVEL:
@@ -529,6 +533,42 @@ def _pm2_env_table(table: Any) -> Any:
     return {k: _js_json(v) if isinstance(v, dict | list) else v for k, v in table.items()}
 
 
+# PM2's own splitting of a string of arguments (lib/tools/Config.js, Config._valid):
+# KEY="v" and KEY='v' keep their quotes, a whole "..." or '...' word loses them, no escapes.
+_PM2_ARG = re.compile(r"""[^\s"'=]+="[^"]*"|[^\s"'=]+='[^']*'|"([^"]*)"|'([^']*)'|\S+""")
+
+
+def pm2_split_args(text: str) -> list[str]:
+    """Arguments as PM2 splits a string of them (``--name="a b"`` keeps its quotes)."""
+    out = []
+    for m in _PM2_ARG.finditer(text):
+        word = m.group(0)
+        if len(word) >= 2 and word[0] == word[-1] and word[0] in "\"'":
+            word = word[1:-1]
+        if word.strip():
+            out.append(word)
+    return out
+
+
+def is_pm2_format(label: str | None) -> bool:
+    """Files PM2 reads too (JS, JSON, YAML): read with PM2's rules where they differ."""
+    return bool(label) and str(label).lower().endswith(
+        (".js", ".cjs", ".mjs", ".json", ".yml", ".yaml")
+    )
+
+
+def _pm2_values(canon: Canonical, where: str) -> None:
+    """PM2's readings of values Corral's own keys would refuse or read otherwise."""
+    for key in ("args", "interpreter_args"):
+        if isinstance(canon.values.get(key), str):
+            canon.values[key] = pm2_split_args(canon.values[key])
+    log_type = canon.values.get("log_type")
+    if isinstance(log_type, str) and log_type.strip().lower() not in {"json", "raw", "text", "plain"}:
+        # PM2 takes any string and writes JSON only for "json".
+        canon.warnings.append(f"{where}: log_type {log_type!r} is not 'json': plain text logs")
+        canon.values["log_type"] = "text"
+
+
 def _script_with_spaces(canon: Canonical, base: Path | None, where: str) -> None:
     """PM2 runs a script with spaces (``npm start``) through ``bash -c``, replacing args.
 
@@ -548,7 +588,10 @@ def _script_with_spaces(canon: Canonical, base: Path | None, where: str) -> None
             "'args' is ignored (put the arguments in the script)"
         )
     if canon.values.get("name") in (None, False, ""):
-        canon.values["name"] = name_from_script(script.strip())  # PM2 names it before
+        # PM2 names it first (Common.renderApplicationName): the basename, cut at its last dot.
+        stem = os.path.basename(script.strip())
+        dot = stem.rfind(".")
+        canon.values["name"] = stem[:dot] if dot > 0 else stem
     canon.values["script"] = "bash"
     canon.values["args"] = ["-c", script.strip()]
     canon.written.setdefault("args", canon.written.get("script", "script"))
@@ -601,6 +644,7 @@ def normalize_app_detail(
     client_env: Mapping[str, str] | None = None,
     resolve: bool = True,
     here: bool = True,
+    deploy_env: Mapping[str, Any] | None = None,
 ) -> AppResult:
     """Validate and normalise one app definition; raises ConfigError naming file, app and key.
 
@@ -621,6 +665,8 @@ def normalize_app_detail(
     canon = canonicalize(raw, label=label, app=app_label)
     base = (base_dir or Path.cwd()).resolve() if resolve else None
     _script_with_spaces(canon, base, where_app(label, app_label))
+    if is_pm2_format(label):
+        _pm2_values(canon, where_app(label, app_label))
     if "env" in canon.values:
         canon.values["env"] = _pm2_env_table(canon.values["env"])
 
@@ -661,6 +707,12 @@ def normalize_app_detail(
             parsed_envs[env_key] = KEY_BY_NAME["env"].parse(_pm2_env_table(table))
         except ValueError as e:
             raise ConfigError(str(e), file=label, app=name, key=f"env_{env_key}")
+    if deploy_env:
+        try:
+            below = KEY_BY_NAME["env"].parse(_pm2_env_table(dict(deploy_env)))
+        except ValueError as e:
+            raise ConfigError(str(e), file=label, app=name, key=f"deploy.{env_name}.env")
+        out["env"] = {**below, **out["env"]}
     if canon.env_file is not None and base is not None:
         from_files = _env_files(
             canon.env_file, base=base, label=label, app=name, here=here, warnings=canon.warnings
@@ -677,6 +729,7 @@ def normalize_app_detail(
     if resolve:
         assert base is not None
         _resolve_paths(out, canon, base=base, label=label, client_env=client_env, here=here)
+
     elif not out["cwd"]:
         raise ConfigError("'cwd' must be an absolute path here", file=label, app=name, key="cwd")
     _pm2_exec_mode(out, canon)
@@ -775,6 +828,16 @@ def normalize_app(
     return r.app, r.warnings, r.ignored
 
 
+def _deploy_env(data: Any, env_name: str | None) -> dict[str, Any] | None:
+    """PM2 merges ``deploy.<env>.env`` under every app's env with ``--env <env>``."""
+    if not env_name or not isinstance(data, dict) or not isinstance(data.get("deploy"), dict):
+        return None
+    target = data["deploy"].get(env_name)
+    if isinstance(target, dict) and isinstance(target.get("env"), dict):
+        return dict(target["env"])
+    return None
+
+
 def load_apps(
     data: Any,
     *,
@@ -787,13 +850,20 @@ def load_apps(
 ) -> LoadResult:
     raw_apps, notices, warnings = extract_apps(data, label)
     result = LoadResult(apps=[], notices=notices, warnings=warnings, file=label)
+    deploy_env = _deploy_env(data, env_name)
     first_index: dict[str, int] = {}
     details: list[AppResult] = []
     for index, raw in enumerate(raw_apps):
         if not isinstance(raw, dict):
             raise ConfigError(f"app #{index + 1} must be a table, got {type_name(raw)}", file=label)
         detail = normalize_app_detail(
-            raw, label=label, base_dir=base_dir, env_name=env_name, client_env=client_env, here=here
+            raw,
+            label=label,
+            base_dir=base_dir,
+            env_name=env_name,
+            client_env=client_env,
+            here=here,
+            deploy_env=deploy_env,
         )
         name = detail.app["name"]
         if name in first_index:
