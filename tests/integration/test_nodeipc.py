@@ -273,3 +273,66 @@ def test_ready_pipe_from_plain_node_and_shell(tmp_path: Path) -> None:
                 got.extend(lines.feed(chunk))
         assert proc.wait(10) == 0
         assert readypipe.is_ready(got), (argv, got)
+
+
+# ---------------------------------------------------------------- the supervisor's side
+
+
+def test_nodelink_prepare_attach_and_adopted_listen_socket(tmp_path: Path) -> None:
+    from corral.daemon import nodelink
+
+    port = free_port()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", port))
+    listener.listen(16)
+    cfg = {"interpreter": NODE, "exec_mode": "cluster", "name": "web"}
+    assert nodelink.prepare({"interpreter": "/usr/bin/python3"}, 1) is None
+    fork = nodelink.prepare({"interpreter": NODE, "exec_mode": "fork"}, 1)
+    assert fork is not None and "NODE_UNIQUE_ID" not in fork.env
+    fork.abandon()
+
+    async def main() -> None:
+        sockets = nodelink.AppNodeSockets(adopt=[listener])
+        procs: list[subprocess.Popen[bytes]] = []
+        channels: list[nodeipc.NodeChannel] = []
+        ready: list[int] = []
+        try:
+            for instance_id in (7, 8):
+                pending = nodelink.prepare(cfg, instance_id)
+                assert pending is not None and pending.child_fd >= nodelink.CHANNEL_FD_MIN
+                assert pending.env["NODE_UNIQUE_ID"] == str(instance_id)
+                env = {**os.environ, "PORT": str(port), **pending.env}
+                proc = subprocess.Popen([str(NODE), str(SERVER_JS)], env=env, pass_fds=[pending.child_fd])
+                procs.append(proc)
+                channels.append(pending.attach(
+                    sockets,
+                    on_event=lambda e, i=instance_id: ready.append(i) if isinstance(e, nodeipc.Ready) else None,
+                    on_closed=lambda _r: None,
+                ))
+            deadline = time.monotonic() + 10
+            while len(ready) < 2:
+                assert time.monotonic() < deadline, "instances not ready"
+                await asyncio.sleep(0.02)
+            assert sockets.sockets == {}  # nothing bound: the app's own listen socket was used
+            pids: set[int] = set()
+            while len(pids) < 2:
+                assert time.monotonic() < deadline + 10
+                pids.add((await asyncio.to_thread(get_json, port))["pid"])
+            for ch in channels:
+                ch.send_shutdown()
+            for proc in procs:
+                assert await asyncio.to_thread(proc.wait, 5) == 0
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            for ch in channels:
+                ch.close()
+            sockets.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        listener.close()
