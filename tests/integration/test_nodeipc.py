@@ -44,9 +44,11 @@ class Instance:
 class Primary:
     """What the daemon does for one app in cluster mode."""
 
-    def __init__(self, script: Path, env: dict[str, str]) -> None:
+    def __init__(self, script: Path, env: dict[str, str], args: tuple[str, ...] = (), cwd: Path | None = None) -> None:
         self.script = script
         self.env = env
+        self.args = args
+        self.cwd = cwd
         self.sockets = nodeipc.SharedSockets()
         self.instances: list[Instance] = []
         self.next_id = 0
@@ -58,8 +60,9 @@ class Primary:
         env = {**os.environ, **self.env, **nodeipc.child_env(fd, worker_id=worker_id)}
         env["NODE_APP_INSTANCE"] = str(worker_id)
         proc = subprocess.Popen(
-            [str(NODE), *node_args, str(self.script)],
+            [str(NODE), *node_args, str(self.script), *self.args],
             env=env,
+            cwd=self.cwd,
             pass_fds=[fd],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
