@@ -114,7 +114,9 @@ def app_warnings(app: Mapping[str, Any], label: str | None) -> list[str]:
 
     where = where_app(label, app["name"])
     out: list[str] = []
-    if app["exec_mode"] == "cluster" and not app["listen"]:
+    from corral.node import is_node_app
+
+    if app["exec_mode"] == "cluster" and not app["listen"] and not is_node_app(dict(app)):
         out.append(
             f"{where}: exec_mode is cluster but no listen socket is set (listen or port): "
             "there is nothing to share, so the instances run as in fork mode"

@@ -26,10 +26,11 @@ import fcntl
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from corral.daemon import nodeipc
+from corral.launch import LaunchPlan
 from corral.node import is_node_app
 
 # The channel's fd in the child: high, so that the listen shim's moves to 3, 4, ...
@@ -70,6 +71,11 @@ class Pending:
         self.parent.close()
 
 
+def with_channel(plan: LaunchPlan, pending: Pending) -> LaunchPlan:
+    """The launch plan with the channel's environment and fd added."""
+    return replace(plan, env={**plan.env, **pending.env}, pass_fds=(*plan.pass_fds, pending.child_fd))
+
+
 def prepare(cfg: Mapping[str, Any], instance_id: int) -> Pending | None:
     """A channel for a node instance (None for any other app)."""
     if not wants_channel(cfg):
@@ -89,7 +95,12 @@ class AppNodeSockets(nodeipc.SharedSockets):
     def __init__(self, *, backlog: int = 2048, adopt: list[socket.socket] | None = None) -> None:
         super().__init__(backlog=backlog)
         self.adopted: dict[int | str, socket.socket] = {}
-        for sock in adopt or []:
+        self.adopt_listeners(adopt or [])
+
+    def adopt_listeners(self, socks: list[socket.socket]) -> None:
+        """Hand out these sockets (the app's `listen`) for their port or path."""
+        self.adopted = {}
+        for sock in socks:
             name = sock.getsockname()
             self.adopted[name if isinstance(name, str) else int(name[1])] = sock
 

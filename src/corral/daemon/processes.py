@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from corral import listeners as listen
 from corral import osproc
 from corral.config.keys import resolve_instances
+from corral.daemon import nodeipc, nodelink
 from corral.daemon.applogs import AppLogs, PipeReader
 from corral.daemon.cgroups import HardLimits
 from corral.daemon.instance import Instance
@@ -28,7 +29,7 @@ from corral.daemon.reaper import Reaper
 from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, read_message
 from corral.daemon.spawner import Spawner
 from corral.launch import build_env, pid_file_path, plan_launch
-from corral.statemachine import Event, Exited, Spawned, SpawnFailed
+from corral.statemachine import Event, Exited, Ready, Spawned, SpawnFailed
 
 Dispatch = Callable[[Instance, Event], None]
 Announce = Callable[[Instance | None, str, str], None]
@@ -88,6 +89,7 @@ class InstanceProcesses:
     def release(self, inst: Instance) -> None:
         """The instance is forgotten: close its notify endpoint, drop what it holds."""
         self._close_notify(inst)
+        self._close_node(inst)
         self._untrack(inst)
 
     def _close_notify(self, inst: Instance) -> None:
@@ -117,18 +119,26 @@ class InstanceProcesses:
         cfg = inst.app.config
         inst.status_text = None
         to_close: list[listen.Listener] = []
+        pending: nodelink.Pending | None = None
         try:
             socks, to_close = inst.app.instance_sockets()
             plan = plan_launch(cfg, self.build_env(inst), sockets=socks, notify_address=self._ensure_notify(inst))
+            pending = nodelink.prepare(cfg, inst.id)
+            if pending is not None:
+                plan = nodelink.with_channel(plan, pending)
             inst.env = plan.env
             child = self.spawner.spawn(plan)
         except (osproc.SpawnError, listen.ListenError, OSError) as e:
             for ls in to_close:
                 ls.close()
+            if pending is not None:
+                pending.abandon()
             self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(e)))
             return
         for ls in to_close:
             ls.close()
+        if pending is not None:
+            self._attach_node(inst, pending)
         if cfg.get("memory_max") or cfg.get("cpu_max"):
             inst.cgroup, notice = self.limits.apply(inst.app.name, f"corral-{inst.app.name}-{inst.id}", child.pid, cfg.get("memory_max"), cfg.get("cpu_max"))
             if notice:
@@ -146,6 +156,29 @@ class InstanceProcesses:
             if error:
                 self.announce(inst, "warning", error)
         self.dispatch(inst, Spawned(child.pid))
+
+    def _attach_node(self, inst: Instance, pending: nodelink.Pending) -> None:
+        """A node instance's IPC channel: readiness from process.send('ready'); in cluster
+        mode, its listen() served with the app's shared socket (Corral as Node's primary)."""
+        sockets = inst.app.shared_node_sockets() if nodelink.cluster_worker(inst.app.config) else None
+        old = inst.node
+        if old is not None:
+            old.close()
+
+        def on_event(event: nodeipc.Event) -> None:
+            if isinstance(event, nodeipc.Ready):
+                self.dispatch(inst, Ready())
+
+        def on_closed(reason: str | None) -> None:
+            if reason:
+                self.log(f"[{inst.name}:{inst.id}] node IPC channel closed: {reason}")
+
+        inst.node = pending.attach(sockets, on_event=on_event, on_closed=on_closed)
+
+    def _close_node(self, inst: Instance) -> None:
+        if inst.node is not None:
+            inst.node.close()
+            inst.node = None
 
     def _read_output(self, inst: Instance, child: osproc.Child) -> None:
         paths = inst.log_paths()
@@ -193,6 +226,7 @@ class InstanceProcesses:
         for reader in list(inst.readers):
             reader.drain()
         inst.child = None
+        self._close_node(inst)  # only now: a cluster worker exits when its channel closes
         if inst.cgroup:
             from corral.daemon import cgroups
 

@@ -1,0 +1,89 @@
+"""An unchanged Node http app in PM2's cluster mode under the real daemon: no `listen` key,
+one port for every instance, readiness from process.send('ready'), logs in JSON."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Corral, free_port, wait_until, write
+
+NODE = shutil.which("node")
+pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
+SERVER_JS = ROOT / "tests" / "fixtures" / "node" / "server.js"
+
+
+def get(port: int) -> dict[str, object]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+    finally:
+        conn.close()
+
+
+def test_node_cluster_without_listen_shares_one_port_and_reloads_losslessly(corral: Corral) -> None:
+    port = free_port()
+    shutil.copy(SERVER_JS, corral.cwd / "server.js")
+    write(corral.cwd / "ecosystem.config.js", f"""
+module.exports = {{
+  apps: [{{
+    name: 'api',
+    script: 'server.js',
+    instances: 2,               // no exec_mode: PM2's default for node is cluster
+    node_args: '--max-old-space-size=128',
+    wait_ready: true,
+    env_production: {{ PORT: {port} }},
+    log_type: 'json',
+    out_file: 'logs/api-out.log',
+  }}],
+}};
+""")
+    check = corral.run("ecosystem", "check", "--env", "production")
+    assert "no listen socket" not in check.stdout
+    corral.run("start", "ecosystem.config.js", "--env", "production")
+    wait_until(lambda: [p["status"] for p in corral.jlist()] == ["online", "online"], timeout=20)
+    procs = corral.jlist()
+    for p in procs:
+        cmdline = Path(f"/proc/{p['pid']}/cmdline").read_bytes().split(b"\0")
+        assert b"--max-old-space-size=128" in cmdline
+    pids = {p["pid"] for p in procs}
+    answered: set[int] = set()
+    wait_until(lambda: answered.add(int(get(port)["pid"])) or answered == pids, timeout=10)  # type: ignore[func-returns-value,call-overload]
+
+    failures: list[str] = []
+    ok = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                get(port)
+                ok[0] += 1
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                failures.append(repr(e))
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        wait_until(lambda: ok[0] > 20)
+        for _ in range(2):
+            out = corral.run("reload", "api").stdout
+            assert "zero downtime" in out or "reload" in out
+        seen = ok[0]
+        wait_until(lambda: ok[0] > seen + 20)
+    finally:
+        stop.set()
+        loader.join(10)
+    assert failures == []
+    new_pids = {p["pid"] for p in corral.jlist()}
+    assert new_pids.isdisjoint(pids) and len(new_pids) == 2
+    lines = (corral.cwd / "logs" / "api-out-0.log").read_text().splitlines()
+    assert all(json.loads(line)["app_name"] == "api" for line in lines if line.strip())
