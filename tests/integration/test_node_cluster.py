@@ -75,8 +75,7 @@ module.exports = {{
     try:
         wait_until(lambda: ok[0] > 20)
         for _ in range(2):
-            out = corral.run("reload", "api").stdout
-            assert "zero downtime" in out or "reload" in out
+            corral.run("reload", "api")
         seen = ok[0]
         wait_until(lambda: ok[0] > seen + 20)
     finally:
