@@ -6,16 +6,14 @@ document's `ecosystem.config.js` (cluster mode, 4 instances, `node_args:
 Next.js is installed from npm into tests/.cache/nextjs and built once per content of the
 fixture (later runs reuse the build).
 
-The file is read by Corral's loader with `--env production` (the port replaced by a free
-one); each instance is spawned from the loader's command line and served by the daemon's
-Node cluster primary (`corral.daemon.nodelink` / `nodeipc`): the app never names a
-socket, yet the 4 instances answer on one port, and rolling replacements under load fail
-no request.
+`corral start ecosystem.config.js --env production` (the port replaced by a free one):
+the daemon acts as Node's cluster primary (`corral.daemon.nodelink` / `nodeipc`), so the
+app never names a socket, yet the 4 instances answer on one port, and 3 `corral reload`s
+under load fail no request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import http.client
 import json
@@ -23,14 +21,12 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from corral.config.loader import build_argv, load_ecosystem
-from corral.daemon import nodeipc, nodelink
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, Corral, free_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")]
 
@@ -91,26 +87,34 @@ def health(port: int) -> dict[str, object]:
         conn.close()
 
 
-class Running:
-    def __init__(self, proc: subprocess.Popen[bytes], channel: nodeipc.NodeChannel) -> None:
-        self.proc = proc
-        self.channel = channel
-        self.events: list[nodeipc.Event] = []
-
-    @property
-    def listening(self) -> bool:
-        return any(isinstance(e, nodeipc.Listening) for e in self.events)
-
-
-def test_design_document_nextjs_cluster(nextjs_build: Path) -> None:
+def test_design_document_nextjs_cluster(nextjs_build: Path, corral: Corral) -> None:
     port = free_port()
     eco = nextjs_build / "ecosystem.config.js"
     eco.write_text((FIXTURE / "ecosystem.config.js").read_text().replace("PORT: 3000", f"PORT: {port}"))
+    shutil.rmtree(nextjs_build / "logs", ignore_errors=True)
     app = load_ecosystem(eco, env_name="production").apps[0]
-    assert app["exec_mode"] == "cluster" and app["instances"] == 4
+    assert app["exec_mode"] == "cluster" and app["instances"] == 4 and not app["listen"]
     argv = build_argv(app)
     assert argv[1] == "--max-old-space-size=3072" and argv[-1] == "start"
-    assert app["log_type"] == "json" and app["out_file"] == str(nextjs_build / "logs" / "web-out.log")
+    corral.env["NEXT_TELEMETRY_DISABLED"] = "1"
+    corral.run("start", str(eco), "--env", "production", cwd=nextjs_build, timeout=120)
+    wait_until(lambda: [p["status"] for p in corral.jlist()] == ["online"] * 4, timeout=90)
+    pids = {p["pid"] for p in corral.jlist()}
+
+    # Next.js rewrites its process title, so the heap flag is read from node itself
+    # (process.execArgv, in /api/health's answer) for each instance that answers.
+    answers: dict[int, dict[str, object]] = {}
+
+    def two_answered() -> bool:
+        answer = health(port)
+        answers[int(answer["pid"])] = answer  # type: ignore[call-overload]
+        return len(answers) >= 2
+
+    wait_until(two_answered, timeout=30)
+    assert set(answers) <= pids
+    for answer in answers.values():
+        assert answer["execArgv"] == ["--max-old-space-size=3072"]
+
     failures: list[str] = []
     served = [0]
     stop = threading.Event()
@@ -123,73 +127,21 @@ def test_design_document_nextjs_cluster(nextjs_build: Path) -> None:
             except Exception as e:  # noqa: BLE001 - every failure counts
                 failures.append(repr(e))
 
-    async def main() -> None:
-        sockets = nodelink.AppNodeSockets(backlog=app["backlog"])
-        live: list[Running] = []
-        everyone: list[Running] = []
-        next_id = [0]
-
-        def spawn(index: int) -> Running:
-            pending = nodelink.prepare(app, next_id[0])
-            assert pending is not None
-            next_id[0] += 1
-            env = {**os.environ, **app["env"], **pending.env, app["instance_var"]: str(index), "NEXT_TELEMETRY_DISABLED": "1"}
-            proc = subprocess.Popen(argv, cwd=app["cwd"], env=env, pass_fds=[pending.child_fd],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            holder: list[Running] = []
-            channel = pending.attach(sockets, on_event=lambda e: holder[0].events.append(e), on_closed=lambda _r: None)
-            run = Running(proc, channel)
-            holder.append(run)
-            everyone.append(run)
-            return run
-
-        async def until(predicate: object, timeout: float) -> None:
-            deadline = time.monotonic() + timeout
-            while not predicate():  # type: ignore[operator]
-                assert time.monotonic() < deadline, "timed out"
-                await asyncio.sleep(0.05)
-
-        try:
-            live.extend(spawn(i) for i in range(4))
-            await until(lambda: all(r.listening for r in live), 60)
-            assert len(sockets.sockets) == 1
-            # Next.js rewrites its process title, so the heap flag is read from node itself
-            # (process.execArgv, in /api/health's answer) for each instance that answers.
-            answers: dict[int, dict[str, object]] = {}
-            deadline = time.monotonic() + 30
-            while len(answers) < 2:
-                assert time.monotonic() < deadline, answers
-                answer = await asyncio.to_thread(health, port)
-                answers[int(answer["pid"])] = answer  # type: ignore[call-overload]
-            assert set(answers) <= {r.proc.pid for r in live}
-            for answer in answers.values():
-                assert answer["execArgv"] == ["--max-old-space-size=3072"]
-            loader = threading.Thread(target=load)
-            loader.start()
-            try:
-                await until(lambda: served[0] > 20, 20)
-                for _round in range(3):  # rolling reloads: one instance at a time
-                    for index, old in enumerate(list(live)):
-                        new = spawn(index)
-                        await until(lambda new=new: new.listening, 60)
-                        live[index] = new
-                        old.proc.send_signal(2)  # PM2's kill signal: SIGINT
-                        rc = await asyncio.to_thread(old.proc.wait, 10)
-                        assert rc == 0
-                        old.channel.close()
-                seen = served[0]
-                await until(lambda: served[0] > seen + 20, 20)
-            finally:
-                stop.set()
-                await asyncio.to_thread(loader.join, 15)
-        finally:
-            for run in everyone:
-                if run.proc.poll() is None:
-                    run.proc.kill()
-                    run.proc.wait()
-                run.channel.close()
-            sockets.close()
-
-    asyncio.run(main())
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        wait_until(lambda: served[0] > 20, timeout=20)
+        for _round in range(3):
+            corral.run("reload", "web", timeout=180)
+        seen = served[0]
+        wait_until(lambda: served[0] > seen + 20, timeout=20)
+    finally:
+        stop.set()
+        loader.join(15)
     assert failures == [], failures[:5]
-    assert served[0] > 50
+    procs = corral.jlist()
+    assert [p["status"] for p in procs] == ["online"] * 4
+    assert pids.isdisjoint({p["pid"] for p in procs})
+    logs = nextjs_build / "logs"
+    records = [json.loads(line) for f in logs.glob("web-out*.log") for line in f.read_text().splitlines() if line.strip()]
+    assert records and all(r["app_name"] == "web" for r in records)

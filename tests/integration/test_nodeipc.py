@@ -339,3 +339,43 @@ def test_nodelink_prepare_attach_and_adopted_listen_socket(tmp_path: Path) -> No
         asyncio.run(main())
     finally:
         listener.close()
+
+
+def test_preload_lets_a_keep_alive_client_finish_after_close(tmp_path: Path) -> None:
+    """Node's server.close() drops idle keep-alive connections at once: a client sending its
+    next request on one then gets no answer. With Corral's preload (given to cluster
+    workers), close() stops accepting at once and drops idle connections after a grace."""
+    from corral.daemon import nodelink
+
+    assert nodelink.node_options(None).startswith('--require "') and Path(nodelink.PRELOAD).is_file()
+    assert nodelink.node_options("--max-old-space-size=64").endswith(" --max-old-space-size=64")
+    script = tmp_path / "close.js"
+    script.write_text(
+        "const http = require('http');\n"
+        "const server = http.createServer((req, res) => {\n"
+        "  res.end('answered');\n"
+        "  setTimeout(() => server.close(), 20);\n"
+        "});\n"
+        "server.listen(0, '127.0.0.1', () => console.log(server.address().port));\n"
+    )
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    def second_answer(env: dict[str, str]) -> bytes:
+        proc = subprocess.Popen([str(NODE), str(script)], env={**os.environ, **env}, stdout=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            port = int(proc.stdout.readline())
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                conn.sendall(request)
+                assert b"answered" in conn.recv(4096)
+                time.sleep(0.1)  # close() has run; the keep-alive connection is idle
+                try:
+                    conn.sendall(request)
+                    return conn.recv(4096)
+                except OSError:
+                    return b""
+        finally:
+            proc.wait(10)
+
+    assert second_answer({}) == b""  # Node's own close: the idle connection is gone
+    assert b"answered" in second_answer({"NODE_OPTIONS": nodelink.node_options(None)})

@@ -344,6 +344,7 @@ class NodeChannel:
         # Handles wait for the previous one's ACK, as Node's sender does.
         self._handles: list[tuple[dict[str, Any], int]] = []
         self._awaiting_ack: tuple[dict[str, Any], int] | None = None
+        self._then: list[Callable[[], None]] = []
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
 
@@ -415,6 +416,18 @@ class NodeChannel:
         """PM2's graceful-stop message (``shutdown_with_message``)."""
         self.send("shutdown")
 
+    def disconnect(self, then: Callable[[], None]) -> None:
+        """A cluster worker's graceful stop, as ``worker.disconnect()`` in Node's primary:
+        the worker closes its listening handles, lets its open connections finish
+        (``server.close``), then closes the channel; ``then`` runs once it has (or at
+        once if the channel is already closed)."""
+        if self.closed:
+            then()
+            return
+        self._then.append(then)
+        self.seq += 1
+        self._write({"cmd": CLUSTER_CMD, "act": "disconnect", "seq": self.seq}, [])
+
     def _write(self, message: Any, fds: list[int]) -> None:
         if self.closed:
             return
@@ -457,3 +470,6 @@ class NodeChannel:
             pass
         self.sock.close()
         self.on_closed(reason)
+        then, self._then = self._then, []
+        for callback in then:
+            callback()

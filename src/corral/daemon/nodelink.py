@@ -3,7 +3,10 @@
 * Every instance of an app whose interpreter is node gets Node's IPC channel
   (``NODE_CHANNEL_FD``), so ``process.send('ready')`` is readiness (PM2's
   ``wait_ready``) and ``process.on('message')`` receives ``'shutdown'``.
-* An instance in cluster mode is also a Node cluster worker (``NODE_UNIQUE_ID``):
+* An instance in cluster mode is also a Node cluster worker (``NODE_UNIQUE_ID``), with
+  Corral's preload (``NODE_OPTIONS=--require .../preload.js``: ``server.close()`` stops
+  accepting at once but closes idle connections only after a short grace, so a connection
+  accepted just before a reload's disconnect gets its answer);
   its ``listen()`` asks the daemon for the socket, and every instance of the app
   gets the same one (:class:`AppNodeSockets`, which also hands out the app's
   ``listen`` sockets when the port matches, so ``port``/``listen`` and Node's own
@@ -27,6 +30,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from corral.daemon import nodeipc
@@ -71,9 +75,22 @@ class Pending:
         self.parent.close()
 
 
+PRELOAD = str(Path(__file__).resolve().parent.parent / "node" / "preload.js")
+
+
+def node_options(existing: str | None, preload: str = PRELOAD) -> str:
+    """NODE_OPTIONS with Corral's preload first (the app's own options kept after it)."""
+    require = f'--require "{preload}"'
+    return f"{require} {existing}" if existing else require
+
+
 def with_channel(plan: LaunchPlan, pending: Pending) -> LaunchPlan:
-    """The launch plan with the channel's environment and fd added."""
-    return replace(plan, env={**plan.env, **pending.env}, pass_fds=(*plan.pass_fds, pending.child_fd))
+    """The launch plan with the channel's environment and fd added; a cluster worker
+    also gets the preload that lets `server.close()` drain (corral/node/preload.js)."""
+    env = {**plan.env, **pending.env}
+    if "NODE_UNIQUE_ID" in pending.env:
+        env["NODE_OPTIONS"] = node_options(plan.env.get("NODE_OPTIONS"))
+    return replace(plan, env=env, pass_fds=(*plan.pass_fds, pending.child_fd))
 
 
 def prepare(cfg: Mapping[str, Any], instance_id: int) -> Pending | None:

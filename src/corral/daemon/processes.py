@@ -77,6 +77,8 @@ class InstanceProcesses:
         self.limits = HardLimits()
         self.by_pid: dict[int, Instance] = {}
         self.leftovers: dict[int, Leftovers] = {}
+        # node cluster workers asked to disconnect, by pid: their channels until they exit
+        self._draining: dict[int, nodeipc.NodeChannel] = {}
 
     def build_env(self, inst: Instance) -> dict[str, str]:
         return build_env(inst.app.config, inst.app.base_env, index=inst.index, instance_id=inst.id, home=self.home)
@@ -199,6 +201,30 @@ class InstanceProcesses:
         child = inst.child
         if child is None:
             return
+        channel = inst.node
+        if sig != "SIGKILL" and channel is not None and nodelink.cluster_worker(inst.app.config):
+            # A Node cluster worker stops as under PM2: first disconnect (it closes its
+            # listening handles and lets open requests finish), then the kill signal; the
+            # state machine's kill_timeout still ends it with SIGKILL.
+            done = [False]
+
+            def then() -> None:
+                if not done[0] and inst.child is child:
+                    done[0] = True
+                    self._signal_now(inst, sig)
+
+            inst.node = None  # one disconnect per stop; closed by the exit as before
+            self._draining[child.pid] = channel
+            channel.disconnect(then)
+            grace = inst.state.policy.kill_timeout / 2
+            self.loop.call_later(grace, then)
+            return
+        self._signal_now(inst, sig)
+
+    def _signal_now(self, inst: Instance, sig: str) -> None:
+        child = inst.child
+        if child is None:
+            return
         # Hold the whole tree now (by pidfd): descendants that left the group (setsid)
         # are still killed at the end of the grace period, and a pid that ended meanwhile
         # and went to another process is never signalled.
@@ -227,6 +253,9 @@ class InstanceProcesses:
             reader.drain()
         inst.child = None
         self._close_node(inst)  # only now: a cluster worker exits when its channel closes
+        draining = self._draining.pop(pid, None)
+        if draining is not None:
+            draining.close()
         if inst.cgroup:
             from corral.daemon import cgroups
 
