@@ -146,6 +146,13 @@ def test_decide_query_server() -> None:
     assert event.query.key == "127.0.0.1:3000:4:"
 
 
+def test_decide_query_for_an_inherited_fd() -> None:
+    # server.listen({ fd: 3 }) in a worker: no port, the fd it got from LISTEN_FDS
+    msg = {"cmd": "NODE_CLUSTER", "act": "queryServer", "seq": 1, "address": None, "port": None,
+           "addressType": None, "fd": 3, "flags": None, "backlog": None}
+    assert nodeipc.decide(msg) == nodeipc.Query(1, nodeipc.ServerQuery(None, -1, 4, 3, 0, None))
+
+
 def test_line_decoder_splits_and_bounds() -> None:
     d = nodeipc.LineDecoder()
     assert d.feed(b'{"a":1}\n"rea') == [{"a": 1}]

@@ -179,6 +179,9 @@ def decide(message: Any) -> Event:
     if act == "queryServer":
         seq = _int_or_none(message.get("seq"))
         port = _int_or_none(message.get("port"))
+        fd = _int_or_none(message.get("fd"))
+        if port is None and fd is not None:
+            port = -1  # listen({fd}): no port, an inherited socket
         if seq is None or port is None:
             return Ignore("queryServer without seq or port")
         address = message.get("address")
@@ -189,7 +192,7 @@ def decide(message: Any) -> Event:
                 address=address if isinstance(address, str) else None,
                 port=port,
                 address_type=4 if address_type is None else address_type,
-                fd=_int_or_none(message.get("fd")),
+                fd=fd,
                 flags=_int_or_none(message.get("flags")) or 0,
                 backlog=_int_or_none(message.get("backlog")),
             ),

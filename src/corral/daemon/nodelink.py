@@ -35,6 +35,7 @@ from typing import Any
 
 from corral.daemon import nodeipc
 from corral.launch import LaunchPlan
+from corral.listeners import SD_LISTEN_FDS_START
 from corral.node import is_node_app
 
 # The channel's fd in the child: high, so that the listen shim's moves to 3, 4, ...
@@ -112,16 +113,23 @@ class AppNodeSockets(nodeipc.SharedSockets):
     def __init__(self, *, backlog: int = 2048, adopt: list[socket.socket] | None = None) -> None:
         super().__init__(backlog=backlog)
         self.adopted: dict[int | str, socket.socket] = {}
+        self.ordered: list[socket.socket] = []
         self.adopt_listeners(adopt or [])
 
     def adopt_listeners(self, socks: list[socket.socket]) -> None:
-        """Hand out these sockets (the app's `listen`) for their port or path."""
+        """Hand out these sockets (the app's `listen`) for their port or path, and for
+        ``listen({fd: 3 + i})``: the worker received them as LISTEN_FDS from fd 3."""
         self.adopted = {}
+        self.ordered = list(socks)
         for sock in socks:
             name = sock.getsockname()
             self.adopted[name if isinstance(name, str) else int(name[1])] = sock
 
     def get(self, query: nodeipc.ServerQuery) -> socket.socket:
+        if query.fd is not None and query.fd >= 0:
+            index = query.fd - SD_LISTEN_FDS_START
+            if 0 <= index < len(self.ordered):
+                return self.ordered[index]
         key: int | str | None = query.address if query.address_type == -1 else query.port
         if key is not None and key in self.adopted:
             return self.adopted[key]
@@ -131,3 +139,4 @@ class AppNodeSockets(nodeipc.SharedSockets):
         """Closes the sockets bound here; adopted ones belong to the app's listeners."""
         super().close()
         self.adopted.clear()
+        self.ordered = []
