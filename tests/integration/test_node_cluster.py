@@ -86,3 +86,21 @@ module.exports = {{
     assert new_pids.isdisjoint(pids) and len(new_pids) == 2
     lines = (corral.cwd / "logs" / "api-out-0.log").read_text().splitlines()
     assert all(json.loads(line)["app_name"] == "api" for line in lines if line.strip())
+
+
+def test_shell_and_node_apps_report_ready_through_corral_ready_fd(corral: Corral) -> None:
+    write(corral.cwd / "ready.sh", '#!/bin/sh\nsleep 0.3\necho "STATUS=warm" > /dev/fd/"$CORRAL_READY_FD"\necho READY=1 > /dev/fd/"$CORRAL_READY_FD"\nexec sleep 60\n')
+    (corral.cwd / "ready.sh").chmod(0o755)
+    write(corral.cwd / "ready.js", "require('fs').writeSync(+process.env.CORRAL_READY_FD, 'READY=1\\n');\nsetInterval(() => {}, 1000);\n")
+    write(corral.cwd / "never.sh", "#!/bin/sh\nexec sleep 60\n")
+    (corral.cwd / "never.sh").chmod(0o755)
+    write(corral.cwd / "ecosystem.config.js", """
+module.exports = { apps: [
+  { name: 'sh', script: 'ready.sh', wait_ready: true, listen_timeout: 8000 },
+  { name: 'js', script: 'ready.js', wait_ready: true, listen_timeout: 8000 },
+  { name: 'never', script: 'never.sh', wait_ready: true, listen_timeout: 1500, autorestart: false },
+] };
+""")
+    corral.run("start", "ecosystem.config.js", check=False)
+    wait_until(lambda: {p["name"]: p["status"] for p in corral.jlist()} == {"sh": "online", "js": "online", "never": "errored"}
+               or {p["name"]: p["status"] for p in corral.jlist()} == {"sh": "online", "js": "online", "never": "stopped"}, timeout=15)

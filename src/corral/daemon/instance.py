@@ -75,6 +75,7 @@ class Instance:
     health_spec: Any = None
     cgroup: str | None = None
     node: Any = None  # nodeipc.NodeChannel of a node instance (closed once it has exited)
+    ready_pipe: Any = None  # readypipe.ReadyPipeReader: CORRAL_READY_FD's other end
     _paths: tuple[Any, bool, dict[str, str | None]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

@@ -13,14 +13,15 @@ supervisor comes in as callbacks (dispatch, announce, publish) and values.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from corral import listeners as listen
 from corral import osproc
 from corral.config.keys import resolve_instances
-from corral.daemon import nodeipc, nodelink
+from corral.daemon import nodeipc, nodelink, readypipe
 from corral.daemon.applogs import AppLogs, PipeReader
 from corral.daemon.cgroups import HardLimits
 from corral.daemon.instance import Instance
@@ -92,6 +93,7 @@ class InstanceProcesses:
         """The instance is forgotten: close its notify endpoint, drop what it holds."""
         self._close_notify(inst)
         self._close_node(inst)
+        self._close_ready_pipe(inst)
         self._untrack(inst)
 
     def _close_notify(self, inst: Instance) -> None:
@@ -122,12 +124,16 @@ class InstanceProcesses:
         inst.status_text = None
         to_close: list[listen.Listener] = []
         pending: nodelink.Pending | None = None
+        ready: tuple[int, int] | None = None
         try:
             socks, to_close = inst.app.instance_sockets()
             plan = plan_launch(cfg, self.build_env(inst), sockets=socks, notify_address=self._ensure_notify(inst))
             pending = nodelink.prepare(cfg, inst.id)
             if pending is not None:
                 plan = nodelink.with_channel(plan, pending)
+            ready = readypipe.ready_pipe()
+            ready = (ready[0], readypipe.child_end(ready[1]))
+            plan = replace(plan, env={**plan.env, **readypipe.child_env(ready[1])}, pass_fds=(*plan.pass_fds, ready[1]))
             inst.env = plan.env
             child = self.spawner.spawn(plan)
         except (osproc.SpawnError, listen.ListenError, OSError) as e:
@@ -135,12 +141,18 @@ class InstanceProcesses:
                 ls.close()
             if pending is not None:
                 pending.abandon()
+            if ready is not None:
+                os.close(ready[0])
+                os.close(ready[1])
             self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(e)))
             return
         for ls in to_close:
             ls.close()
         if pending is not None:
             self._attach_node(inst, pending)
+        os.close(ready[1])
+        self._close_ready_pipe(inst)
+        inst.ready_pipe = readypipe.ReadyPipeReader(self.loop, ready[0], lambda fields: self.on_ready_pipe(inst, fields))
         if cfg.get("memory_max") or cfg.get("cpu_max"):
             inst.cgroup, notice = self.limits.apply(inst.app.name, f"corral-{inst.app.name}-{inst.id}", child.pid, cfg.get("memory_max"), cfg.get("cpu_max"))
             if notice:
@@ -176,6 +188,21 @@ class InstanceProcesses:
                 self.log(f"[{inst.name}:{inst.id}] node IPC channel closed: {reason}")
 
         inst.node = pending.attach(sockets, on_event=on_event, on_closed=on_closed)
+
+    def on_ready_pipe(self, inst: Instance, fields: dict[str, str]) -> None:
+        """A line written to CORRAL_READY_FD: sd_notify assignments (READY=1, STATUS=...)."""
+        if inst.child is None:
+            return
+        message = read_message(fields)
+        if message.status_text is not None:
+            inst.status_text = message.status_text
+        for event in message.events:
+            self.dispatch(inst, event)
+
+    def _close_ready_pipe(self, inst: Instance) -> None:
+        if inst.ready_pipe is not None:
+            inst.ready_pipe.close()
+            inst.ready_pipe = None
 
     def _close_node(self, inst: Instance) -> None:
         if inst.node is not None:
@@ -252,6 +279,7 @@ class InstanceProcesses:
         for reader in list(inst.readers):
             reader.drain()
         inst.child = None
+        self._close_ready_pipe(inst)
         self._close_node(inst)  # only now: a cluster worker exits when its channel closes
         draining = self._draining.pop(pid, None)
         if draining is not None:

@@ -17,7 +17,9 @@ reads the pipe's other end with its loop.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 ENV_VAR = "CORRAL_READY_FD"
 MAX_LINE = 4096
@@ -63,3 +65,49 @@ def ready_pipe() -> tuple[int, int]:
 
 def child_env(write_fd: int) -> dict[str, str]:
     return {ENV_VAR: str(write_fd)}
+
+
+CHILD_FD_MIN = 64  # above the fds the listen shim moves sockets to (3, 4, ...)
+
+
+def child_end(write_fd: int) -> int:
+    """The write end moved to a high fd number (inheritable); the original is closed."""
+    import fcntl
+
+    high = fcntl.fcntl(write_fd, fcntl.F_DUPFD, CHILD_FD_MIN)
+    os.close(write_fd)
+    os.set_inheritable(high, True)
+    return high
+
+
+class ReadyPipeReader:
+    """Reads an instance's ready pipe on the event loop; ``on_fields`` per notification."""
+
+    def __init__(self, loop: Any, read_fd: int, on_fields: Callable[[dict[str, str]], None]) -> None:
+        self.loop = loop
+        self.fd: int | None = read_fd
+        self.lines = ReadyLines()
+        self.on_fields = on_fields
+        loop.add_reader(read_fd, self._readable)
+
+    def _readable(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            data = os.read(self.fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        for fields in self.lines.feed(data):
+            self.on_fields(fields)
+
+    def close(self) -> None:
+        if self.fd is None:
+            return
+        self.loop.remove_reader(self.fd)
+        os.close(self.fd)
+        self.fd = None
