@@ -687,6 +687,11 @@ def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> 
                 value = _absolutize(value, src_dir)
             out.values[k] = value
             mark((k,), (canon.written[k],))
+        if canon.env_file is not None and "env_file" not in out.values:
+            files = _clean(canon.env_file)
+            if move:
+                files = [_absolutize(f, src_dir) for f in files] if isinstance(files, list) else _absolutize(files, src_dir)
+            out.values["env_file"] = files
         env_written = canon.written.get("env", "env")
         env = _env_table(canon.values.get("env"))
         if env_name:

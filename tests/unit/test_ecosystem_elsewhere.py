@@ -115,3 +115,15 @@ def test_convert_writes_placeholders_for_secrets_node_computed(
     captured = capsys.readouterr()
     assert "hunter2-real-secret" not in captured.out
     assert "env.DB_PASSWORD: secret-looking value computed by Node.js" in captured.err
+
+
+def test_convert_keeps_env_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path / "app.py", "")
+    write(tmp_path / ".env", "FROM_FILE=1\n")
+    eco = write(tmp_path / "ecosystem.json", '{"apps": [{"name": "a", "script": "app.py", "env_file": ".env", "env": {"X": "1"}}]}')
+    assert main(["convert", str(eco)]) == 0
+    assert 'env_file = ".env"' in capsys.readouterr().out
+    out = tmp_path / "elsewhere" / "eco.toml"
+    out.parent.mkdir()
+    assert main(["convert", str(eco), "-o", str(out)]) == 0
+    assert f'env_file = "{tmp_path}/.env"' in out.read_text()

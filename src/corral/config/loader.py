@@ -703,6 +703,8 @@ def normalize_app_detail(
         except ValueError as e:
             raise ConfigError(str(e), file=label, app=name, key=f"deploy.{env_name}.env")
         out["env"] = {**below, **out["env"]}
+    if canon.env_file is None and ENV_FILE_KEY in canon.values:
+        canon.env_file = canon.values[ENV_FILE_KEY]  # once declared in KEYS (config/keys.py)
     if canon.env_file is not None and base is not None:
         from_files = _env_files(
             canon.env_file, base=base, label=label, app=name, here=here, warnings=canon.warnings

@@ -131,9 +131,11 @@ class InstanceProcesses:
             pending = nodelink.prepare(cfg, inst.id)
             if pending is not None:
                 plan = nodelink.with_channel(plan, pending)
-            ready = readypipe.ready_pipe()
-            ready = (ready[0], readypipe.child_end(ready[1]))
-            plan = replace(plan, env={**plan.env, **readypipe.child_env(ready[1])}, pass_fds=(*plan.pass_fds, ready[1]))
+            if cfg.get("wait_ready") or cfg.get("watchdog_sec"):
+                # apps that report readiness: also a pipe for those without datagram sockets
+                ready = readypipe.ready_pipe()
+                ready = (ready[0], readypipe.child_end(ready[1]))
+                plan = replace(plan, env={**plan.env, **readypipe.child_env(ready[1])}, pass_fds=(*plan.pass_fds, ready[1]))
             inst.env = plan.env
             child = self.spawner.spawn(plan)
         except (osproc.SpawnError, listen.ListenError, OSError) as e:
@@ -150,9 +152,10 @@ class InstanceProcesses:
             ls.close()
         if pending is not None:
             self._attach_node(inst, pending)
-        os.close(ready[1])
         self._close_ready_pipe(inst)
-        inst.ready_pipe = readypipe.ReadyPipeReader(self.loop, ready[0], lambda fields: self.on_ready_pipe(inst, fields))
+        if ready is not None:
+            os.close(ready[1])
+            inst.ready_pipe = readypipe.ReadyPipeReader(self.loop, ready[0], lambda fields: self.on_ready_pipe(inst, fields))
         if cfg.get("memory_max") or cfg.get("cpu_max"):
             inst.cgroup, notice = self.limits.apply(inst.app.name, f"corral-{inst.app.name}-{inst.id}", child.pid, cfg.get("memory_max"), cfg.get("cpu_max"))
             if notice:
@@ -243,8 +246,9 @@ class InstanceProcesses:
             inst.node = None  # one disconnect per stop; closed by the exit as before
             self._draining[child.pid] = channel
             channel.disconnect(then)
-            grace = inst.state.policy.kill_timeout / 2
-            self.loop.call_later(grace, then)
+            # the signal anyway if it has not closed its channel near the end of the grace
+            timeout = inst.state.policy.kill_timeout
+            self.loop.call_later(max(timeout - 0.4, timeout / 2), then)
             return
         self._signal_now(inst, sig)
 
