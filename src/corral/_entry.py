@@ -9,6 +9,7 @@ these verbs when the daemon is not running yet, goes through ``corral.cli``.
 import json
 import os
 import socket
+import stat
 import sys
 
 FAST_LIST = {"ls", "list", "status", "l", "ps"}
@@ -20,6 +21,12 @@ class _Fallback(Exception):
 
 def _call(cmd: str) -> object:
     root = os.environ.get("CORRAL_HOME") or os.path.join(os.path.expanduser("~"), ".corral")
+    try:
+        st = os.lstat(root)
+    except OSError:
+        raise _Fallback()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise _Fallback()  # a symlinked or foreign home: the full CLI refuses it with the reason
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(os.path.join(os.path.abspath(root), "corral.sock"))
@@ -34,10 +41,12 @@ def _call(cmd: str) -> object:
             if not chunk:
                 raise _Fallback()
             buf += chunk
+        reply = json.loads(buf)
+    except (OSError, ValueError):
+        raise _Fallback()  # a lost connection or a bad reply: the full CLI reports it
     finally:
         sock.close()
-    reply = json.loads(buf)
-    if not reply.get("ok"):
+    if not isinstance(reply, dict) or not reply.get("ok") or "result" not in reply:
         raise _Fallback()  # let the full CLI report it
     return reply["result"]
 
@@ -47,19 +56,23 @@ def _fast(argv: list[str]) -> int:
     flags = argv[1:]
     if verb in FAST_LIST and flags in ([], ["--json"]):
         processes = _call("list")
+        if not isinstance(processes, list):
+            raise _Fallback()
         if flags:
             sys.stdout.write(json.dumps(processes, indent=2) + "\n")
             return 0
         from corral import render
 
-        render.write(render.table(processes, colour=render.use_colour(sys.stdout)))  # type: ignore[arg-type]
+        render.write(render.table(processes, colour=render.use_colour(sys.stdout)))
         return 0
     if verb == "jlist" and not flags:
         sys.stdout.write(json.dumps(_call("list")) + "\n")
         return 0
     if verb == "ping" and not flags:
         result = _call("ping")
-        sys.stdout.write(json.dumps({"msg": "pong", **result}) + "\n")  # type: ignore[dict-item]
+        if not isinstance(result, dict):
+            raise _Fallback()
+        sys.stdout.write(json.dumps({"msg": "pong", **result}) + "\n")
         return 0
     raise _Fallback()
 
@@ -72,7 +85,11 @@ def main() -> int:
         except _Fallback:
             pass
         except BrokenPipeError:
-            return 0
+            from corral.cli.common import quiet_stdout
+
+            return quiet_stdout()
+        except KeyboardInterrupt:
+            return 130
     from corral.cli import main as full
 
     return full()
