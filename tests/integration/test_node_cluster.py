@@ -104,3 +104,32 @@ module.exports = { apps: [
     corral.run("start", "ecosystem.config.js", check=False)
     wait_until(lambda: {p["name"]: p["status"] for p in corral.jlist()} == {"sh": "online", "js": "online", "never": "errored"}
                or {p["name"]: p["status"] for p in corral.jlist()} == {"sh": "online", "js": "online", "never": "stopped"}, timeout=15)
+
+
+def test_node_cluster_under_corral_runtime(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    shutil.copy(SERVER_JS, tmp_path / "server.js")
+    eco = write(tmp_path / "ecosystem.config.js",
+                f"module.exports = {{ apps: [{{ name: 'api', script: 'server.js', instances: 2, env: {{ PORT: {port} }} }}] }};\n")
+    env = dict(os.environ, CORRAL_HOME=str(tmp_path / "home"))
+    proc = subprocess.Popen([sys.executable, "-m", "corral", "runtime", str(eco)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        answered: set[int] = set()
+
+        def two() -> bool:
+            answered.add(int(get(port)["pid"]))  # type: ignore[call-overload]
+            return len(answered) == 2
+
+        wait_until(two, timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
