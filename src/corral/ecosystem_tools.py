@@ -685,6 +685,8 @@ def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> 
             value = _clean(value)
             if move and k in _PATH_KEYS:
                 value = _absolutize(value, src_dir)
+            elif move and k == "env_file":
+                value = [_absolutize(f, src_dir) for f in value] if isinstance(value, list) else _absolutize(value, src_dir)
             out.values[k] = value
             mark((k,), (canon.written[k],))
         if canon.env_file is not None and "env_file" not in out.values:

@@ -278,7 +278,7 @@ def canonicalize(raw: Mapping[str, Any], *, label: str | None, app: str | None) 
         if key == ENV_FILE_KEY and key not in KEY_BY_NAME:
             c.env_file = value
             continue
-        if key.startswith(_ENV_PREFIX) and len(key) > len(_ENV_PREFIX) and key not in ALIASES:
+        if key.startswith(_ENV_PREFIX) and len(key) > len(_ENV_PREFIX) and key not in ALIASES and key not in KEY_BY_NAME:
             if value is not None and not isinstance(value, dict):
                 raise ConfigError(
                     f"expected a table of NAME = value, got {type_name(value)}",
@@ -710,6 +710,9 @@ def normalize_app_detail(
             canon.env_file, base=base, label=label, app=name, here=here, warnings=canon.warnings
         )
         out["env"] = {**from_files, **out["env"]}
+        if ENV_FILE_KEY in out:  # as loaded: absolute paths (the values are in env already)
+            files = canon.env_file if isinstance(canon.env_file, list) else [canon.env_file]
+            out[ENV_FILE_KEY] = [os.path.normpath(base / os.path.expanduser(f)) for f in files if isinstance(f, str) and f.strip()]
     if env_name and env_name in parsed_envs:
         out["env"] = {**out["env"], **parsed_envs[env_name]}
     out["env_names"] = sorted(parsed_envs)
