@@ -130,7 +130,8 @@ class Loaded:
 def load(path_text: str, env_name: str | None, only: str | None) -> Loaded:
     path = Path(path_text).expanduser()
     wanted = [n.strip() for n in only.split(",") if n.strip()] if only else None
-    result = load_ecosystem(path, env_name=env_name, only=wanted)
+    # here=False: paths of the machine the file is for are warnings ("not on this machine")
+    result = load_ecosystem(path, env_name=env_name, only=wanted, here=False)
     loaded = Loaded(path=path.resolve(), apps=[], warnings=list(result.warnings))
     for app in result.apps:
         # like `corral start`: an autostart = false app is only registered, so it is
