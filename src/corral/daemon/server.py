@@ -165,6 +165,3 @@ class Daemon:
         apps = [self.sup.apps[n] for n in names] if names else [a for a in self.sup.apps.values() if a.config["autostart"]]
         return health_report(apps)
 
-    async def cmd_health(self, args: dict[str, Any]) -> Any:
-        """For the HTTP endpoint's /readyz (kept until it calls health_report)."""
-        return self.health_report(list(args.get("names") or []))
