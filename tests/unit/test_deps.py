@@ -18,8 +18,8 @@ from corral.deps import (
     Observed,
     PlanEffect,
     PlanState,
-    WaitTimeout,
     Waiting,
+    WaitTimeout,
     plan_step,
 )
 from corral.errors import ConfigError
