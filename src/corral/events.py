@@ -158,3 +158,49 @@ def render_lines(events: Iterable[ProcessEvent], *, as_json: bool) -> Iterator[s
         else:
             stamp = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(e.time)) + f".{int(e.time * 1000) % 1000:03d}"
             yield f"{stamp} {e.summary()}"
+
+
+# ---------------------------------------------------------------- from the state machine
+
+
+@dataclass(frozen=True)
+class Change:
+    """An event to emit for one instance, before the ring numbers and stamps it."""
+
+    kind: str
+    reason: str = ""
+    code: int | None = None
+    signal: str | None = None
+    message: str = ""
+
+
+def transition_events(before: Any, after: Any, event: Any) -> list[Change]:
+    """What one :func:`corral.statemachine.step` meant, as events: compare the states
+    around it (``ProcState``) and the event fed in. Pure; the supervisor calls it with
+    every step it performs and adds app, instance, pid and time."""
+    from corral.statemachine import Exited, Restart, Spawned, Status
+
+    out: list[Change] = []
+    b, a = before.status, after.status
+    if isinstance(event, Exited) and b in (Status.LAUNCHING, Status.ONLINE):
+        how = f"killed by {event.signal}" if event.signal else f"exited with code {event.code}"
+        out.append(Change(EXITED, code=event.code, signal=event.signal, message=how))
+    if a is Status.ERRORED and b is not Status.ERRORED:
+        out.append(Change(ERRORED, reason=after.reason, message=after.reason))
+        return out
+    restarted = after.restarts > before.restarts
+    # a delayed relaunch (waiting restart -> launching) was announced at the crash already
+    if (restarted and b is not Status.WAITING_RESTART) or (a is Status.WAITING_RESTART and b is not Status.WAITING_RESTART):
+        trigger = event.reason if isinstance(event, Restart) else after.reason
+        if isinstance(event, Exited) and b in (Status.LAUNCHING, Status.ONLINE):
+            trigger = "crash"  # the exit was not asked for
+        out.append(Change(RESTARTING, reason=restart_reason(trigger), message=after.reason))
+    if isinstance(event, Spawned) and a in (Status.LAUNCHING, Status.ONLINE) and b is Status.LAUNCHING:
+        out.append(Change(STARTED, message=f"pid {event.pid}"))
+    if a is Status.ONLINE and b is not Status.ONLINE:
+        out.append(Change(ONLINE))
+        if after.policy.wait_ready:
+            out.append(Change(READY, message="READY=1"))
+    if a is Status.STOPPED and b in (Status.STOPPING, Status.WAITING_RESTART) and not restarted:
+        out.append(Change(STOPPED, message=after.reason))
+    return out
