@@ -1,4 +1,4 @@
-"""A hello-world ASGI app (bench_cluster.py: reload and throughput under Corral and plain uvicorn)."""
+"""A hello-world ASGI app (bench_reload.py and bench_throughput.py under Corral and plain uvicorn)."""
 
 BODY = b"hello, world\n"
 HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(BODY)).encode())]

@@ -1,4 +1,4 @@
-// A minimal Node http server for PM2's cluster mode (bench_cluster.py: reload under load).
+// A minimal Node http server for PM2's cluster mode (bench_reload.py: reload under load).
 // `pm2 start cluster_hello.js -i N` with PORT set; PM2's documented graceful shutdown:
 // on SIGINT (what `pm2 reload` sends to the old worker) stop accepting, let the
 // requests in flight finish, then exit.

@@ -13,7 +13,7 @@
    reconnect (to a live instance, through the shared socket) before the connection
    closes; then it shuts down as ``corral.contrib.uvicorn`` does.
 
-bench_cluster.py's ``reload`` runs it under Corral when ``BENCH_CLUSTER_UVICORN=keepalive``.
+bench_reload.py's ``reload`` runs it under Corral when ``BENCH_CLUSTER_UVICORN=keepalive``.
 Same command line as ``python -m corral.contrib.uvicorn`` (``cluster_app:app --fd {fd}``).
 """
 

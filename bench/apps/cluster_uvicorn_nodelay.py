@@ -7,7 +7,7 @@ so every keep-alive response after the first waits ~40 ms for the client's delay
 rebuilt with ``socket.socket(fileno=fd)``, which reads family and protocol from the
 descriptor, and handed to uvicorn as ``sockets=[...]``: asyncio sets TCP_NODELAY itself.
 
-bench_cluster.py runs it under Corral to show what that fix gives; same command line as
+bench_reload.py runs it under Corral to show what that fix gives; same command line as
 ``python -m corral.contrib.uvicorn`` (``cluster_app:app --fd {fd}``).
 """
 

@@ -1,5 +1,9 @@
-"""The control commands, declared once: the daemon dispatches from this table,
-the CLI checks what it sends against it, and docs/protocol.md is generated from it.
+"""The control commands, declared once.
+
+The daemon registers one handler per :class:`Command` (a table keyed by these
+objects, checked complete at start-up) and validates every request's
+arguments against the declared params (:func:`check_args`) before its handler
+runs; docs/protocol.md is generated from this table (``make docs``).
 
 Standard library only: the CLI imports it.
 """
@@ -28,94 +32,138 @@ class Command:
     changes_state: bool = False
     streaming: bool = False
 
+    def __hash__(self) -> int:  # a key of handler tables; params hold lists (unhashable)
+        return hash(self.name)
+
 
 TARGET = Param("target", "list[str]", "Names, ids, namespaces, or `all`.", required=True)
 
+PING = Command("ping", "Is the daemon alive: its version, pid, uptime, and `connections`, the control connections it accepted since it started (each CLI command opens one).", result="{version, pid, uptime, home, protocol, connections}")
+
+START = Command(
+    "start",
+    "Register apps (normalised app objects, as loaded from an ecosystem file) and start those with autostart. An app already known by name is started (if stopped) with its new definition.",
+    (
+        Param("apps", "list[object]", "Normalised app definitions.", required=True),
+        Param("client_env", "object", "The caller's environment; apps inherit it, as in PM2.", default={}),
+        Param("source", "str", "The ecosystem file the apps come from (used by `reload FILE`).", default=None),
+        Param("wait", "bool", "Answer once the started processes have settled (online, errored or stopped); `false`: as soon as their spawns are issued.", default=True),
+    ),
+    result="{processes: [the started processes], all: [every process]}",
+    changes_state=True,
+)
+
+STOP = Command("stop", "Stop instances (kill_signal, kill_timeout, then SIGKILL to the process group).", (TARGET,), "{processes: [process], all: [process]}", True)
+
+RESTART = Command(
+    "restart",
+    "Restart instances; with update_env, their inherited environment is replaced by client_env.",
+    (
+        TARGET,
+        Param("update_env", "bool", "Replace the inherited environment.", default=False),
+        Param("client_env", "object", "The caller's environment.", default={}),
+    ),
+    "{processes: [process], all: [process]}",
+    True,
+)
+
+DELETE = Command("delete", "Stop and forget apps.", (TARGET,), "{processes: [process, status `deleted`], all: [process]}", True)
+
+RELOAD = Command(
+    "reload",
+    "Zero-downtime reload: replace instances one by one (start the replacement, wait until it is ready, then stop the old one gracefully). With `apps`, first apply a changed ecosystem file: new definitions applied, added apps started, apps of the same `source` file that are gone deleted. Fork-mode apps without a shared socket fall back to a rolling restart.",
+    (
+        Param("target", "list[str]", "Names, ids, namespaces, or `all` (ignored with `apps`).", default=["all"]),
+        Param("apps", "list[object]", "Normalised app definitions from an ecosystem file.", default=None),
+        Param("source", "str", "The ecosystem file the apps come from.", default=None),
+        Param("client_env", "object", "The caller's environment.", default={}),
+    ),
+    "{apps: [{name, mode, replaced, message}], started: [str], deleted: [str], all: [process]}",
+    True,
+)
+
+SCALE = Command(
+    "scale",
+    "Change an app's number of instances live; scaling down stops the highest instances gracefully. The daemon's ceiling on instances (`[daemon] max_instances` in corral.toml) holds.",
+    (Param("name", "str", "App name.", required=True), Param("count", "str", "`N`, `+N` or `-N`.", required=True)),
+    "{processes: [process], added: int, removed: int, all: [process]}",
+    True,
+)
+
+RESET = Command("reset", "Reset restart counters.", (TARGET,), "{processes: [process], all: [process]}", True)
+
+SIGNAL = Command(
+    "signal",
+    "Send a signal to instances (their whole process group).",
+    (TARGET, Param("signal", "str", "Signal name or number.", required=True)),
+    "{processes: [process], all: [process], signal: int}",
+    True,
+)
+
+LIST = Command("list", "Every instance, in the shape documented in docs/protocol.md.", result="[process]")
+
+DESCRIBE = Command("describe", "Instances in full, including their environment when asked.", (TARGET, Param("show_env", "bool", "Include env values.", default=False)), "[process]")
+
+ENV = Command("env", "The environment an instance runs with.", (Param("id", "int", "Instance id.", required=True),), "{NAME: value}")
+
+FLUSH = Command("flush", "Empty the log files of the named apps (all when no target).", (Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),), "{files: [path]}", True)
+
+RELOAD_LOGS = Command("reload_logs", "Reopen every log file (after external rotation). SIGUSR2 to the daemon does the same.", result="{reopened: int}", changes_state=True)
+
+SAVE = Command("save", "Write the process list to the dump file (the previous one kept as .bak).", (Param("force", "bool", "Save even an empty list.", default=False),), "{path, count}", True)
+
+RESURRECT = Command("resurrect", "Start the apps from the dump file (falling back to .bak when it is missing or corrupt).", (Param("client_env", "object", "The caller's environment.", default={}),), "{processes: [the started processes], all: [process], source}", True)
+
+KILL = Command("kill", "Stop every app gracefully, then stop the daemon.", result="{stopped: int}", changes_state=True)
+
+HEALTH = Command(
+    "health",
+    "Aggregate health: an app is healthy when every instance is online and its probes pass. Used by `corral healthcheck`.",
+    (Param("names", "list[str]", "App names (default: every autostart app).", default=[]),),
+    "{healthy: bool, apps: [{name, healthy, reason}]}",
+)
+
+HISTORY = Command("history", "Recent CPU and memory samples of instances (for the monitor).", (Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),), "{id: [{time, cpu, memory}]}")
+
+SUBSCRIBE = Command(
+    "subscribe",
+    "Stream log lines and process events. With `lines`, first sends the last lines of each matched log file.",
+    (
+        Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),
+        Param("logs", "bool", "Send log lines.", default=True),
+        Param("events", "bool", "Send process events.", default=False),
+        Param("lines", "int", "Last lines to send first.", default=0),
+        Param("streams", "list[str]", "`out`, `err` or both.", default=["out", "err"]),
+        Param("follow", "bool", "Keep streaming after the tail.", default=True),
+        Param("since", "float", "Tail only lines from this Unix time on.", default=None),
+        Param("until", "float", "Tail only lines up to this Unix time (no following).", default=None),
+        Param("grep", "str", "Only lines matching this regular expression (tail and live).", default=None),
+    ),
+    "stream of {stream: log|event, ...}",
+    streaming=True,
+)
+
 COMMANDS: tuple[Command, ...] = (
-    Command("ping", "Is the daemon alive: its version, pid and uptime.", result="{version, pid, uptime, home}"),
-    Command(
-        "start",
-        "Register apps (normalised app objects, as loaded from an ecosystem file) and start those with autostart. An app already known by name is started (if stopped) with its new definition.",
-        (
-            Param("apps", "list[object]", "Normalised app definitions.", required=True),
-            Param("client_env", "object", "The caller's environment; apps inherit it, as in PM2.", default={}),
-            Param("source", "str", "The ecosystem file the apps come from (used by `reload FILE`).", default=None),
-        ),
-        result="{processes: [the started processes], all: [every process]}",
-        changes_state=True,
-    ),
-    Command("stop", "Stop instances (kill_signal, kill_timeout, then SIGKILL to the process group).", (TARGET,), "{processes: [process]}", True),
-    Command(
-        "restart",
-        "Restart instances; with update_env, their inherited environment is replaced by client_env.",
-        (
-            TARGET,
-            Param("update_env", "bool", "Replace the inherited environment.", default=False),
-            Param("client_env", "object", "The caller's environment.", default={}),
-        ),
-        "{processes: [process]}",
-        True,
-    ),
-    Command("delete", "Stop and forget apps.", (TARGET,), "{processes: [process]}", True),
-    Command(
-        "reload",
-        "Zero-downtime reload: replace instances one by one (start the replacement, wait until it is ready, then stop the old one gracefully). With `apps`, first apply a changed ecosystem file: new definitions applied, added apps started, apps of the same `source` file that are gone deleted. Fork-mode apps without a shared socket fall back to a rolling restart.",
-        (
-            Param("target", "list[str]", "Names, ids, namespaces, or `all` (ignored with `apps`).", default=["all"]),
-            Param("apps", "list[object]", "Normalised app definitions from an ecosystem file.", default=None),
-            Param("source", "str", "The ecosystem file the apps come from.", default=None),
-            Param("client_env", "object", "The caller's environment.", default={}),
-        ),
-        "{apps: [{name, mode, replaced, message}], started: [str], deleted: [str]}",
-        True,
-    ),
-    Command(
-        "scale",
-        "Change an app's number of instances live; scaling down stops the highest instances gracefully.",
-        (Param("name", "str", "App name.", required=True), Param("count", "str", "`N`, `+N` or `-N`.", required=True)),
-        "{processes: [process], added: int, removed: int}",
-        True,
-    ),
-    Command("reset", "Reset restart counters.", (TARGET,), "{processes: [process]}", True),
-    Command(
-        "signal",
-        "Send a signal to instances (their whole process group).",
-        (TARGET, Param("signal", "str", "Signal name or number.", required=True)),
-        "{processes: [process]}",
-        True,
-    ),
-    Command("list", "Every instance, in the shape documented in docs/protocol.md.", result="[process]"),
-    Command("describe", "Instances in full, including their environment when asked.", (TARGET, Param("show_env", "bool", "Include env values.", default=False)), "[process]"),
-    Command("env", "The environment an instance runs with.", (Param("id", "int", "Instance id.", required=True),), "{NAME: value}"),
-    Command("flush", "Empty the log files of the named apps (all when no target).", (Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),), "{files: [path]}", True),
-    Command("reload_logs", "Reopen every log file (after external rotation). SIGUSR2 to the daemon does the same.", result="{reopened: int}", changes_state=True),
-    Command("save", "Write the process list to the dump file (the previous one kept as .bak).", (Param("force", "bool", "Save even an empty list.", default=False),), "{path, count}", True),
-    Command("resurrect", "Start the apps from the dump file (falling back to .bak when it is missing or corrupt).", (Param("client_env", "object", "The caller's environment.", default={}),), "{started: [process], source}", True),
-    Command("kill", "Stop every app gracefully, then stop the daemon.", result="{stopped: int}", changes_state=True),
-    Command(
-        "health",
-        "Aggregate health: an app is healthy when every instance is online and its probes pass. Used by `corral healthcheck`.",
-        (Param("names", "list[str]", "App names (default: every autostart app).", default=[]),),
-        "{healthy: bool, apps: [{name, healthy, reason}]}",
-    ),
-    Command("history", "Recent CPU and memory samples of instances (for the monitor).", (Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),), "{id: [{time, cpu, memory}]}"),
-    Command(
-        "subscribe",
-        "Stream log lines and process events. With `lines`, first sends the last lines of each matched log file.",
-        (
-            Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),
-            Param("logs", "bool", "Send log lines.", default=True),
-            Param("events", "bool", "Send process events.", default=False),
-            Param("lines", "int", "Last lines to send first.", default=0),
-            Param("streams", "list[str]", "`out`, `err` or both.", default=["out", "err"]),
-            Param("follow", "bool", "Keep streaming after the tail.", default=True),
-            Param("since", "float", "Tail only lines from this Unix time on.", default=None),
-            Param("until", "float", "Tail only lines up to this Unix time (no following).", default=None),
-            Param("grep", "str", "Only lines matching this regular expression (tail and live).", default=None),
-        ),
-        "stream of {stream: log|event, ...}",
-        streaming=True,
-    ),
+    PING,
+    START,
+    STOP,
+    RESTART,
+    DELETE,
+    RELOAD,
+    SCALE,
+    RESET,
+    SIGNAL,
+    LIST,
+    DESCRIBE,
+    ENV,
+    FLUSH,
+    RELOAD_LOGS,
+    SAVE,
+    RESURRECT,
+    KILL,
+    HEALTH,
+    HISTORY,
+    SUBSCRIBE,
 )
 
 BY_NAME: dict[str, Command] = {c.name: c for c in COMMANDS}

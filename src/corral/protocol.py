@@ -17,6 +17,10 @@ from typing import Any
 
 VERSION = 1
 MAX_MESSAGE = 4 * 1024 * 1024  # bytes in one request line
+MAX_CLIENTS = 64  # control connections open at once (followers included)
+READ_BUDGET = 32 * 1024 * 1024  # bytes of unfinished request lines held for all clients together
+REQUEST_TIMEOUT = 60.0  # seconds a connection may take to send its next complete request
+FOLLOWER_MAX_BYTES = 4 * 1024 * 1024  # bytes a log follower may lag behind before it is dropped
 
 
 class ProtocolError(Exception):

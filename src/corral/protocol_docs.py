@@ -26,6 +26,10 @@ PROCESS_SHAPE = """\
 | `user` | str | User the process runs as. |
 | `exit_code`, `exit_signal` | int / str or null | How the last process ended. |
 | `reason` | str | Why the process is in its state (e.g. `exited with code 3; restarted`). |
+| `ready` | bool | Ready to serve: `READY=1` received, or (without `wait_ready`) online for a moment; a readiness probe gates it too. |
+| `notify_status` | str or null | The last `STATUS=` the process sent over sd_notify. |
+| `health` | object or null | With a `health` probe: `{status, failures, successes, checks, last_error, last_latency_ms, last_change}`. |
+| `last_restart_reason` | str or null | Why the process was last restarted by the daemon (memory limit, probe, cron, watch). |
 
 `describe` adds the app's configuration (script, interpreter, args, cwd, log paths, restart
 policy...) and `env`: the app's own variables with secret-looking ones (`*TOKEN*`, `*SECRET*`,
@@ -56,7 +60,31 @@ def render() -> str:
         "A connection may carry several requests in turn. A malformed, oversized or unknown request",
         "gets an error reply and the daemon carries on. Error codes: `bad_json`, `bad_request`,",
         "`bad_version`, `unknown_command`, `bad_args` (names the request field), `bad_config` (names",
-        "the app and key), `not_found`, `empty`, `no_dump`, `failed`, `too_large`, `forbidden`, `internal`.",
+        "the app and key), `not_found`, `empty`, `no_dump`, `failed`, `busy`, `reload_failed`,",
+        "`listen_failed`, `too_large`, `forbidden`, `internal`.",
+        "",
+        "## Limits",
+        "",
+        "So that no client can stall, crash or grow the daemon:",
+        "",
+        f"- a request line is at most {protocol.MAX_MESSAGE // (1024 * 1024)} MiB (`too_large`, then the connection is closed);",
+        f"- at most {protocol.MAX_CLIENTS} connections are served at once, followers included; one more gets a `busy` error;",
+        f"- unfinished request lines of all clients together are held up to {protocol.READ_BUDGET // (1024 * 1024)} MiB (`busy` past that);",
+        f"- a connection that sends no complete request for {protocol.REQUEST_TIMEOUT:g} s is closed;",
+        "- app definitions are validated in full before anything is allocated for them, and the",
+        "  daemon runs at most `max_instances` instances of all apps together (`[daemon]` table of",
+        "  `$CORRAL_HOME/corral.toml`, default 2048): `start`, `reload FILE` and `resurrect` over it",
+        "  get `bad_config` naming the app and key `instances`, `scale` gets `bad_args` naming `args.count`.",
+        "",
+        "## One round trip",
+        "",
+        "The reply of every command that changes processes (`start`, `stop`, `restart`, `delete`,",
+        "`reset`, `signal`, `scale`, `reload`, `resurrect`) carries `all`, every process in the shape",
+        "`list` returns (the table the CLI prints), next to `processes`, the ones the command acted on:",
+        "a CLI command is one connection and one request. `ping` reports `connections`, the number of control",
+        "connections accepted since the daemon started, so round trips can be counted. `start` answers",
+        "once the processes it started have settled (online, errored or stopped); with `\"wait\": false`",
+        "it answers as soon as their spawns are issued (their status then is usually `launching`).",
         "",
         "Targets (`target`) are lists of app names, process ids, namespaces, or `all`.",
         "",
@@ -73,8 +101,10 @@ def render() -> str:
         "```",
         "",
         "Tail lines (from `lines`) are sent first, marked `\"tail\": true`. A follower that falls more",
-        "than 20,000 messages behind is sent a notice and dropped, so a slow reader never slows the",
-        "apps. Event kinds: `online`, `spawned`, `exit`, `errored`, `stopped`, `kill`, `spawn-failed`, `warning`.",
+        f"than {protocol.FOLLOWER_MAX_BYTES // (1024 * 1024)} MiB of messages behind is sent a notice and dropped (what was queued for it",
+        "is released at once; if it still reads nothing, it is cut off two minutes later), so a slow",
+        "reader never slows the apps nor grows the daemon. Event kinds: `online`, `spawned`, `exit`,",
+        "`errored`, `stopped`, `kill`, `spawn-failed`, `warning`.",
         "",
         "## Commands",
         "",

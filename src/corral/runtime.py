@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,53 +128,55 @@ def load(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
 
 async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, home: Home) -> int:
     from corral import osproc
+    from corral.daemon.lifecycle import install_signals
     from corral.daemon.server import Daemon
     from corral.statemachine import Status
 
-    daemon = Daemon(home)
-    loop = daemon.loop
-    sup = daemon.sup
     output = Output("json" if ns.json else "format" if ns.format else "raw", prefix=len(apps) > 1 and not ns.raw)
-    daemon.log = lambda message: None  # events reach stderr through the output instead
-    sup.log = daemon.log
+    daemon = Daemon(home, log=lambda message: None)  # events reach stderr through the output instead
+    sup = daemon.sup
     sup.log_listeners.append(output.lines)
     sup.event_listeners.append(output.event)
     osproc.set_child_subreaper()
     requested = asyncio.Event()
 
-    async def graceful(signame: str) -> None:
-        if requested.is_set():
-            return
-        requested.set()
-        output.event({"time": time.time(), "kind": "signal", "message": f"{signame}: stopping every app"})
-        await daemon.stop_all()
-        daemon.stopping.set()
+    def graceful(signame: str) -> Callable[[], Awaitable[None]]:
+        async def stop() -> None:
+            if requested.is_set():
+                return
+            requested.set()
+            output.event({"time": time.time(), "kind": "signal", "message": f"{signame}: stopping every app"})
+            await daemon.stop_all()
+            daemon.stopping.set()
+
+        return stop
 
     def forward(sig: int) -> None:
         for inst in sup.instances():
             if inst.child is not None:
                 osproc.signal_group(inst.child.pgid, sig)
 
-    async def reload_all() -> None:
-        for app in list(sup.apps.values()):
-            try:
-                await daemon.reload_app(app)
-            except Exception as e:  # a failed reload leaves the old instances serving
-                output.event({"time": time.time(), "kind": "reload-failed", "message": str(e), "name": app.name})
+    def reload_failed(app: Any, e: Exception) -> None:  # the old instances keep serving
+        output.event({"time": time.time(), "kind": "reload-failed", "message": str(getattr(e, "message", e)), "name": app.name})
 
-    loop.add_signal_handler(signal.SIGCHLD, sup.reap_children)
-    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(graceful("SIGTERM")))
-    loop.add_signal_handler(signal.SIGINT, lambda: loop.create_task(graceful("SIGINT")))
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_all()))
-    loop.add_signal_handler(signal.SIGUSR1, lambda: forward(signal.SIGUSR1))
-    loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(daemon.cmd_reload_logs({})))
+    install_signals(
+        daemon.loop,
+        {
+            signal.SIGCHLD: sup.reap_children,
+            signal.SIGTERM: graceful("SIGTERM"),
+            signal.SIGINT: graceful("SIGINT"),
+            signal.SIGHUP: lambda: daemon.reload_all(reload_failed),
+            signal.SIGUSR1: lambda: forward(signal.SIGUSR1),
+            signal.SIGUSR2: daemon.reload_logs,
+        },
+    )
 
     await daemon.serve()
     daemon.start_watchers()
     await daemon.start_http(str(ns.health_port) if ns.health_port else None)
     home.pid_file.write_text(f"{os.getpid()}\n")
     try:
-        await daemon.cmd_start({"apps": apps, "client_env": dict(os.environ), "source": source})
+        await daemon.start_apps(apps, dict(os.environ), source)
     except Exception as e:
         sys.stderr.write(f"corral-runtime: error: {getattr(e, 'message', e)}\n")
         await daemon.stop_all()
@@ -184,7 +187,7 @@ async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, h
         return bool(instances) and all(i.state.status in (Status.STOPPED, Status.ERRORED) for i in instances)
 
     code = EXIT_REQUESTED
-    _notify_systemd_ready(sup)
+    daemon.systemd.ready(f"{len(sup.instances())} processes")  # Type=notify: the apps are up
     while not daemon.stopping.is_set():
         ended = await sup.wait_for(lambda: all_ended() or daemon.stopping.is_set(), 1.0)
         if daemon.stopping.is_set():
@@ -202,14 +205,6 @@ async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, h
     # last reap of anything left (we may be PID 1)
     sup.reap_children()
     return code
-
-
-def _notify_systemd_ready(sup: Any) -> None:
-    """Under systemd (Type=notify), say READY=1 once the apps are up."""
-    if os.environ.get("NOTIFY_SOCKET"):
-        import corral
-
-        corral.notify(ready=True, status=f"{len(sup.instances())} processes")
 
 
 def main(argv: list[str] | None = None) -> int:

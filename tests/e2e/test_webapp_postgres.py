@@ -25,7 +25,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ import pytest
 from corral.units import parse_duration_ms
 from tests.conftest import pid_alive, wait_until
 from tests.e2e.conftest import PgServer, free_port
+from tests.support.httpload import Load
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBAPP = ROOT / "examples" / "webapp"
@@ -98,41 +98,6 @@ def answers_from_all(port: int, want_status: int, count: int = INSTANCES, timeou
 
     wait_until(enough, timeout=timeout, interval=0.01, message=f"HTTP {want_status} from {count} pids (seen {sorted(seen)}, last {last})")
     return seen
-
-
-class Load:
-    """A closed-loop client in a thread: a new connection per request until stopped (bounded in time)."""
-
-    def __init__(self, port: int, max_seconds: float = 60.0) -> None:
-        self.port = port
-        self.max_seconds = max_seconds
-        self.ok = 0
-        self.pids: set[int] = set()
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                status, body = get(self.port, timeout=10)
-            except (OSError, http.client.HTTPException) as e:
-                self.failures.append(f"{type(e).__name__}: {e}")
-                continue
-            if status == 200:
-                self.ok += 1
-                self.pids.add(int(body["pid"]))
-            else:
-                self.failures.append(f"HTTP {status}: {body}")
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(15)
 
 
 # ------------------------------------------------------------------ the ecosystem copy
@@ -380,7 +345,7 @@ def test_reload_drops_no_request(webapp: Webapp) -> None:
     before = {p["id"]: p for p in webapp.online()}
     assert len(before) == INSTANCES
     answers_from_all(webapp.port, 200)  # all serving before the load starts
-    with Load(webapp.port) as load:
+    with Load(webapp.port, "/api/health", served=0, max_seconds=60.0) as load:
         wait_until(lambda: load.ok >= 20, timeout=10, message="the load is running")
         t0 = time.monotonic()
         out = webapp.rt.corral("reload", APP, timeout=60)
@@ -388,7 +353,7 @@ def test_reload_drops_no_request(webapp: Webapp) -> None:
         ok_at_reload_end = load.ok
         wait_until(lambda: load.ok >= ok_at_reload_end + 20, timeout=10, message="requests after the reload")
     assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
-    assert not load.failures, f"{len(load.failures)} failed of {load.ok + len(load.failures)} (reload took {took:.1f}s): {load.failures[:5]}"
+    assert not load.failures, f"{load.failed} failed of {load.ok + load.failed} (reload took {took:.1f}s): {load.failures[:5]}"
     after = {p["id"]: p for p in wait_until(webapp.online, timeout=10, message="4 instances online after the reload")}
     assert set(after) == set(before), "ids are kept"
     assert {i: p["instance"] for i, p in after.items()} == {i: p["instance"] for i, p in before.items()}
@@ -396,7 +361,7 @@ def test_reload_drops_no_request(webapp: Webapp) -> None:
     new_pids = {p["pid"] for p in after.values()}
     assert not old_pids & new_pids, (old_pids, new_pids)
     assert set(answers_from_all(webapp.port, 200)) == new_pids
-    assert load.pids >= old_pids and load.pids & new_pids, "the load saw the old instances, then the new ones"
+    assert set(load.pids) >= old_pids and set(load.pids) & new_pids, "the load saw the old instances, then the new ones"
 
 
 def test_sigterm_stops_every_instance(webapp: Webapp) -> None:

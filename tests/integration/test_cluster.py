@@ -17,9 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Corral, ecosystem, free_port, pid_alive, wait_until, write
+from tests.support.httpload import Address, Load, connect, http_request
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "cluster"
 SERVER = str(FIXTURES / "server.py")
@@ -53,36 +51,10 @@ def short_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-Address = tuple[str, int] | str  # TCP (host, port) or a unix socket path
-
-
-def connect(address: Address, timeout: float) -> socket.socket:
-    if isinstance(address, str):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(address)
-        except OSError:
-            s.close()
-            raise
-        return s
-    return socket.create_connection(address, timeout=timeout)
-
-
 def http_get(address: Address, timeout: float = 5.0) -> tuple[int, bytes]:
     """One request on a new connection: (status, body); raises OSError when refused or reset."""
-    with connect(address, timeout) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        data = b""
-        while len(data) < 1 << 20:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    parts = head.split(b" ", 2)
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    return status, body
+    reply = http_request(address, timeout=timeout)
+    return reply.status, reply.body
 
 
 def get_json(address: Address) -> dict[str, Any]:
@@ -103,69 +75,6 @@ def responses_from(address: Address, want: set[int], timeout: float = 10.0) -> d
 
     wait_until(all_seen, timeout=timeout, interval=0.005, message=f"answers from every pid in {sorted(want)}")
     return seen
-
-
-class Load:
-    """A closed-loop client in a thread: a new connection per request, until stopped.
-
-    Bounded in time and count. Counts successes (by answering pid) and every
-    failure: refused or reset connections, timeouts, non-200 answers.
-    """
-
-    def __init__(self, address: Address, *, max_seconds: float = 120.0, max_requests: int = 100_000) -> None:
-        self.address = address
-        self.max_seconds = max_seconds
-        self.max_requests = max_requests
-        self.ok = 0
-        self.failures: list[str] = []
-        self.pids: Counter[int] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        for _ in range(self.max_requests):
-            if self._stop.is_set() or time.monotonic() > deadline:
-                return
-            try:
-                status, body = http_get(self.address, timeout=10.0)
-            except OSError as e:
-                self.failures.append(f"{type(e).__name__}: {e}")
-                time.sleep(0.01)
-                continue
-            if status != 200:
-                self.failures.append(f"status {status}: {body[:200]!r}")
-                continue
-            try:
-                pid = int(json.loads(body)["pid"])
-            except (ValueError, KeyError, TypeError):
-                self.failures.append(f"bad body: {body[:200]!r}")
-                continue
-            self.ok += 1
-            self.pids[pid] += 1
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        try:
-            wait_until(lambda: self.ok >= 5 or self.failures, timeout=10, message="the client is served")
-            assert not self.failures, self.failures[:5]
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(20)
-        assert not self._thread.is_alive(), "the client thread did not end"
-
-    def more(self, n: int = 10, timeout: float = 10.0) -> None:
-        """Wait until n more requests succeeded (the service is still being served)."""
-        target = self.ok + n
-        wait_until(lambda: self.ok >= target or len(self.failures) > 0, timeout=timeout, message=f"{n} more answers")
 
 
 def cluster_app(name: str, listen: Any, instances: int = 2, **extra: Any) -> dict[str, Any]:

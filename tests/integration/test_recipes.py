@@ -15,15 +15,12 @@ The apps are in tests/fixtures/recipes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import socket
 import sys
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Corral, pid_alive, proc_environ, wait_until, write
+from tests.conftest import Corral, pid_alive, proc_environ, write
+from tests.support.httpload import Load, http_request
 
 RECIPES = Path(__file__).resolve().parent.parent / "fixtures" / "recipes"
 BIN = Path(sys.executable).parent
@@ -64,39 +62,9 @@ def free_port() -> int:
 
 
 def http_get(port: int, timeout: float = 5.0, send_delay: float = 0.0) -> tuple[int, bytes]:
-    """One request on a new connection: (status, body); raises OSError when refused or reset.
-
-    send_delay: time between the connection and the request, as over a real
-    network or after a TLS handshake (the server may accept in between).
-    """
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        if send_delay:
-            time.sleep(send_delay)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        data = b""
-        while len(data) < 1 << 20:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    parts = head.split(b" ", 2)
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    if b"transfer-encoding: chunked" in head.lower():
-        body = dechunk(body)
-    return status, body
-
-
-def dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2 :]
-    return out
+    """One request on a new connection: (status, body); raises OSError when refused or reset."""
+    reply = http_request((HOST, port), timeout=timeout, send_delay=send_delay)
+    return reply.status, reply.body
 
 
 def get_json(port: int) -> dict[str, Any]:
@@ -150,90 +118,6 @@ def answers_from_every_instance(
     return seen
 
 
-class Load:
-    """A closed-loop client in a thread: a new connection per request, bounded in time and count."""
-
-    def __init__(
-        self,
-        port: int,
-        *,
-        send_delay: float = 0.0,
-        max_seconds: float = 60.0,
-        max_requests: int = 50_000,
-    ) -> None:
-        self.port = port
-        self.send_delay = send_delay
-        self.max_seconds = max_seconds
-        self.max_requests = max_requests
-        self.ok = 0
-        self.failures: list[str] = []
-        self.pids: Counter[int] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        for _ in range(self.max_requests):
-            if self._stop.is_set() or time.monotonic() > deadline:
-                return
-            try:
-                status, body = http_get(self.port, timeout=10.0, send_delay=self.send_delay)
-            except OSError as e:
-                self.failures.append(f"{type(e).__name__}: {e}")
-                time.sleep(0.01)
-                continue
-            if status != 200:
-                self.failures.append(f"status {status}: {body[:200]!r}")
-                continue
-            try:
-                pid = int(json.loads(body)["pid"])
-            except (ValueError, KeyError, TypeError):
-                self.failures.append(f"bad body: {body[:200]!r}")
-                continue
-            self.ok += 1
-            self.pids[pid] += 1
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def wait_served(self) -> None:
-        wait_until(
-            lambda: self.ok >= 3 or self.failures, timeout=10, message="the client is served"
-        )
-        assert not self.failures, self.failures[:5]
-
-    def __enter__(self) -> Load:
-        self.start()
-        try:
-            self.wait_served()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(20)
-        assert not self._thread.is_alive(), "the client thread did not end"
-
-    def more(self, n: int = 10, timeout: float = 10.0) -> None:
-        target = self.ok + n
-        wait_until(
-            lambda: self.ok >= target or len(self.failures) > 0,
-            timeout=timeout,
-            message=f"{n} more answers",
-        )
-
-
-# ---------------------------------------------------------------- the recipes
-
-# Why servers fail a reload: each instance stops on SIGTERM while the shared
-# socket stays open, so connections still queued are taken by the other
-# instances; a request fails only when the stopping server closes a connection
-# it had accepted without answering it.
 CLOSES_JUST_ACCEPTED = (
     "on SIGTERM, {server} closes the connections it accepted whose request it has not read yet "
     "(the race of Kludex/uvicorn#2757): a client whose request follows its connection by a few ms "
@@ -441,24 +325,24 @@ def test_recipe_serves_the_shared_socket_and_reloads_without_loss(
         # SEND_DELAY after connecting, so that at any moment some connections are
         # accepted but not yet read, as on a real network. A lossless recipe goes
         # through every reload; the first one that fails a request ends the loop.
-        clients = [Load(port)] + [Load(port, send_delay=SEND_DELAY) for _ in range(SLOW_CLIENTS)]
-        with contextlib.ExitStack() as running:
-            for client in clients:
-                client.start()
-                running.callback(client.stop)
-            for client in clients:
-                client.wait_served()
-            ok_before = sum(c.ok for c in clients)
+        load = Load(
+            port,
+            send_delays=[0.0] + [SEND_DELAY] * SLOW_CLIENTS,
+            served=3,
+            max_seconds=60.0,
+            max_requests=50_000,
+        )
+        with load:
+            ok_before = load.ok
             for _ in range(RELOADS):
                 corral.run("reload", recipe.name)
-                for client in clients:
-                    client.more(3)
-                if any(c.failures for c in clients):
+                load.more(3 * (1 + SLOW_CLIENTS))
+                if load.failed:
                     break
-        failures = [f for c in clients for f in c.failures]
-        ok = sum(c.ok for c in clients)
+        failures = load.failures
+        ok = load.ok
         assert failures == [], (
-            f"{len(failures)} of {ok + len(failures)} requests failed during the reload: {failures[:5]}"
+            f"{load.failed} of {ok + load.failed} requests failed during the reload: {failures[:5]}"
         )
         assert ok > ok_before
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,10 +55,19 @@ def test_check_args_fills_defaults_and_names_fields() -> None:
 
 
 def test_every_command_has_a_handler_and_docs_are_current() -> None:
-    from corral.daemon.server import Daemon
+    import asyncio
 
+    from corral.daemon.handlers import handler_tables
+    from corral.daemon.server import Daemon
+    from corral.paths import Home
+
+    async def tables() -> tuple[dict[Any, Any], dict[Any, Any]]:
+        return handler_tables(Daemon(Home(ROOT / "no-such-home")))
+
+    handlers, streams = asyncio.run(tables())
     for cmd in commands.COMMANDS:
-        assert cmd.streaming or hasattr(Daemon, f"cmd_{cmd.name}"), cmd.name
+        assert cmd in (streams if cmd.streaming else handlers), cmd.name
+    assert set(handlers) | set(streams) == set(commands.COMMANDS)
     assert (ROOT / "docs" / "protocol.md").read_text() == render(), "run: make docs"
 
 

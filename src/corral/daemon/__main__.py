@@ -20,7 +20,7 @@ def main() -> int:
     lock_fd = home.take_lock()
     if lock_fd is None:
         return 0  # another daemon holds the home
-    from corral.daemon.server import run
+    from corral.daemon.lifecycle import run
 
     try:
         return asyncio.run(run(home))

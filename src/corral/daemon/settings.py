@@ -10,6 +10,9 @@
     log_max_size = "10M"        # pm2-logrotate's names work too: max_size, retain,
     log_retain = 10             # compress, dateFormat, rotateInterval
     log_compress = true
+
+    [daemon]
+    max_instances = 2048        # ceiling on instances of all apps together (start, scale, reload)
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import os
 from typing import Any
 
 from corral.errors import ConfigError
+
+DEFAULT_MAX_INSTANCES = 2048
+MAX_INSTANCES_LIMIT = 1_000_000  # a ceiling the daemon can still hold
 
 
 def read(home_root: str) -> dict[str, Any]:
@@ -53,3 +59,18 @@ def log_defaults(home_root: str) -> dict[str, Any]:
         except ValueError as e:
             raise ConfigError(str(e), file=path, key=f"logs.{key}")
     return out
+
+
+def max_instances(home_root: str) -> int:
+    """``[daemon] max_instances``: instances of every app together (default 2048)."""
+    table = read(home_root).get("daemon") or {}
+    path = os.path.join(home_root, "corral.toml")
+    if not isinstance(table, dict):
+        raise ConfigError("[daemon] must be a table", file=path, key="daemon")
+    unknown = sorted(set(table) - {"max_instances"})
+    if unknown:
+        raise ConfigError(f"unknown key in [daemon]: {unknown[0]!r}", file=path, key=f"daemon.{unknown[0]}")
+    value = table.get("max_instances", DEFAULT_MAX_INSTANCES)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INSTANCES_LIMIT:
+        raise ConfigError(f"expected a whole number from 1 to {MAX_INSTANCES_LIMIT:,}, got {value!r}", file=path, key="daemon.max_instances")
+    return value

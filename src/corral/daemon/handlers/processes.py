@@ -1,0 +1,187 @@
+"""Handlers of the commands that change processes: start, stop, restart, delete,
+reset, signal, scale and reload.
+
+Every reply carries ``processes`` (the processes the command acted on) and
+``all`` (every process, as ``list`` returns it), so the CLI prints its table
+from the one reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from corral import osproc
+from corral.daemon.dispatch import RequestError
+from corral.daemon.registry import client_env
+from corral.statemachine import Status
+
+if TYPE_CHECKING:
+    from corral.daemon.server import Daemon
+    from corral.daemon.supervisor import App, Instance
+
+RESTARTABLE = (Status.STOPPED, Status.ERRORED, Status.WAITING_RESTART)
+
+
+class ProcessCommands:
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+        self.sup = daemon.sup
+
+    def reply(self, instances: list[Instance], **extra: Any) -> dict[str, Any]:
+        views = self.d.views
+        return {"processes": views.processes(instances), "all": views.everyone(), **extra}
+
+    # ------------------------------------------------------------ start
+
+    async def start(self, args: dict[str, Any]) -> Any:
+        configs = self.d.registry.validate(args["apps"])
+        env = client_env(args.get("client_env"))
+        # register every new app first (binding its sockets), so a socket that cannot be
+        # bound starts nothing at all
+        added, _ = self.d.registry.bind_all(configs, env, args.get("source"), redefine=False)
+        touched: list[Instance] = []
+        for cfg in configs:
+            app = self.sup.apps[cfg["name"]]
+            if app in added:
+                if cfg["autostart"]:
+                    for inst in app.instances:
+                        self.sup.start(inst)
+                touched.extend(app.instances)
+                continue
+            changed = app.config != cfg
+            new = self.sup.update_app(app, cfg, env if changed else None)
+            for inst in app.instances:
+                if inst in new or inst.state.status in RESTARTABLE:
+                    self.sup.start(inst)
+                elif changed and inst.state.status is not Status.STOPPING:
+                    self.sup.restart(inst)
+            touched.extend(app.instances)
+        if args.get("wait", True):
+            await self.d.rollout.await_settled(touched)
+        self.d.notify_systemd()
+        return self.reply([i for i in touched if i in i.app.instances])
+
+    # ------------------------------------------------------------ simple actions
+
+    async def _apply(self, args: dict[str, Any], action: Callable[[Instance], None]) -> Any:
+        instances = self.sup.select(args["target"])
+        for inst in instances:
+            action(inst)
+        await self.d.rollout.await_settled(instances)
+        return self.reply(instances)
+
+    async def stop(self, args: dict[str, Any]) -> Any:
+        return await self._apply(args, self.sup.stop)
+
+    async def restart(self, args: dict[str, Any]) -> Any:
+        instances = self.sup.select(args["target"])
+        if args.get("update_env"):
+            env = client_env(args.get("client_env"))
+            for app in {id(i.app): i.app for i in instances}.values():
+                app.base_env = env
+        for inst in instances:
+            self.sup.restart(inst)
+        await self.d.rollout.await_settled(instances)
+        return self.reply(instances)
+
+    async def delete(self, args: dict[str, Any]) -> Any:
+        instances = self.sup.select(args["target"])
+        views = self.d.views.processes(instances)
+        for inst in instances:
+            self.sup.delete(inst)
+        await self.d.rollout.await_all_gone(instances)
+        for v in views:
+            v["status"] = "deleted"
+        return {"processes": views, "all": self.d.views.everyone()}
+
+    async def reset(self, args: dict[str, Any]) -> Any:
+        instances = self.sup.select(args["target"])
+        for inst in instances:
+            inst.state = replace(inst.state, restarts=0, unstable_restarts=0)
+        return self.reply(instances)
+
+    async def signal(self, args: dict[str, Any]) -> Any:
+        from corral.config.keys import p_signal
+
+        try:
+            sig = p_signal(args["signal"])
+        except ValueError as e:
+            raise RequestError("bad_args", f"field 'args.signal': {e}")
+        instances = self.sup.select(args["target"])
+        for inst in instances:
+            if inst.child is not None:
+                osproc.signal_group(inst.child.pgid, sig)
+        return self.reply(instances, signal=sig)
+
+    # ------------------------------------------------------------ scale and reload
+
+    async def scale(self, args: dict[str, Any]) -> Any:
+        app = self.sup.apps.get(args["name"])
+        if app is None:
+            raise LookupError(f"no app named '{args['name']}'")
+        text = str(args["count"]).strip()
+        current = len(app.instances)
+        try:
+            count = current + int(text) if text[:1] in "+-" else int(text)
+        except ValueError:
+            raise RequestError("bad_args", f"field 'args.count': expected N, +N or -N, got {text[:40]!r}")
+        if count < 1:
+            raise RequestError("bad_args", f"field 'args.count': {app.name} would have {count} instances; use stop or delete instead")
+        self.d.registry.check_ceiling({app.name: count}, field="args.count")
+        if app.reloading:
+            raise RequestError("busy", f"a reload of '{app.name}' is running; scale after it ends")
+        added, removed = self.sup.scale(app, count)
+        await self.d.rollout.await_settled(added)
+        await self.d.rollout.await_all_gone(removed)
+        return self.reply(sorted(app.instances, key=lambda i: i.index), added=len(added), removed=len(removed))
+
+    async def reload(self, args: dict[str, Any]) -> Any:
+        started: list[str] = []
+        deleted: list[str] = []
+        if args.get("apps") is not None:
+            targets = self._apply_file(args, started, deleted)
+        else:
+            seen: dict[int, App] = {}
+            for inst in self.sup.select(args["target"]):
+                seen.setdefault(id(inst.app), inst.app)
+            targets = list(seen.values())
+        results = []
+        for app in targets:
+            results.append(await self.d.rollout.reload_app(app))
+        return {"apps": results, "started": started, "deleted": deleted, "all": self.d.views.everyone()}
+
+    def _apply_file(self, args: dict[str, Any], started: list[str], deleted: list[str]) -> list[App]:
+        """``reload FILE``: apply the file's definitions (all or nothing), start the apps new
+        in it, delete the apps of the same file that are gone; returns the apps to reload."""
+        from corral.config.keys import resolve_instances
+
+        configs = self.d.registry.validate(args["apps"])
+        source = args.get("source")
+        env = client_env(args.get("client_env"))
+        for cfg in configs:
+            existing = self.sup.apps.get(cfg["name"])
+            if existing is not None and existing.reloading:
+                raise RequestError("busy", f"a reload of '{existing.name}' is already running; try again when it ends")
+        added, changed = self.d.registry.bind_all(configs, env, source, redefine=True)
+        for app in added:
+            if app.config["autostart"]:
+                for inst in app.instances:
+                    self.sup.start(inst)
+            started.append(app.name)
+        targets: list[App] = []
+        for existing, previous in changed:
+            existing.base_env = env
+            existing.source = source or existing.source
+            if previous["instances"] != existing.config["instances"]:
+                self.sup.scale(existing, resolve_instances(existing.config["instances"], self.sup.cpu_count))
+            targets.append(existing)
+        names = {cfg["name"] for cfg in configs}
+        if source:
+            for app in list(self.sup.apps.values()):
+                if app.source == source and app.name not in names:
+                    for inst in list(app.instances):
+                        self.sup.delete(inst)
+                    deleted.append(app.name)
+        return targets
