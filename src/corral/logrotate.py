@@ -145,7 +145,7 @@ def compress_file(path: str) -> str:
 
 
 def next_interval(pattern: str, after: float) -> float:
-    from corral.daemon.triggers import next_cron
+    from corral.cron import next_cron
 
     return next_cron(pattern, after)
 

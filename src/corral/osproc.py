@@ -4,6 +4,10 @@ Spawning (own process group, pipes for stdout and stderr, uid/gid),
 signalling a whole process tree, reaping (pidfd for our children, and as a
 child subreaper for orphaned grandchildren) and exit status decoding live
 here, so the supervisor above stays free of OS details.
+
+A pid signalled later than the moment it was observed is held as a
+:class:`Tracked` pidfd, never signalled by number: by then the process may be
+gone and its pid given to another one.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import select
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -32,7 +37,133 @@ class Child:
     stdout_fd: int  # read ends, non-blocking, owned by the caller
     stderr_fd: int
     pidfd: int | None
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | None = None
+
+
+def mark_reaped(child: Child, status: int) -> None:
+    """The child was reaped by us: keep subprocess from reaping it again."""
+    if child.popen is not None:
+        child.popen.returncode = status
+
+
+@dataclass
+class Tracked:
+    """A process observed at some moment, held by pidfd so that a later signal reaches it
+    or nothing (pid reuse). ``fd`` is None where pidfds are not available."""
+
+    pid: int
+    fd: int | None
+
+
+def track_group(pgid: int) -> list[Tracked]:
+    """The members of process group pgid, held by pidfd (a /proc scan: only when the
+    group outlived its leader)."""
+    out: list[Tracked] = []
+    for pid in group_members(pgid):
+        try:
+            fd: int | None = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        except (OSError, AttributeError):
+            fd = None
+        try:
+            # checked after the pidfd is opened: it names a member of the group
+            same = os.getpgid(pid) == pgid
+        except OSError:
+            same = False
+        if not same:
+            close_fd(fd)
+            continue
+        out.append(Tracked(pid, fd))
+    return out
+
+
+def track_tree(pid: int) -> list[Tracked]:
+    """Every descendant of pid (also those that left its group), held by pidfd."""
+    import psutil
+
+    try:
+        procs = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    out: list[Tracked] = []
+    for p in procs:
+        try:
+            fd: int | None = os.pidfd_open(p.pid)
+        except ProcessLookupError:
+            continue
+        except (OSError, AttributeError):
+            fd = None
+        # psutil compares the start time: the pidfd opened after the listing names the
+        # process listed only if that process still holds the pid now
+        if not p.is_running():
+            close_fd(fd)
+            continue
+        out.append(Tracked(p.pid, fd))
+    return out
+
+
+def tracked_alive(t: Tracked) -> bool:
+    if t.fd is None:
+        return _pid_alive(t.pid)
+    # a pidfd becomes readable when its process has exited
+    poller = select.poll()
+    poller.register(t.fd, select.POLLIN)
+    return not poller.poll(0)
+
+
+def signal_tracked(tracked: list[Tracked], sig: str | int) -> None:
+    num = signal_number(sig) if isinstance(sig, str) else sig
+    for t in tracked:
+        try:
+            if t.fd is not None:
+                signal.pidfd_send_signal(t.fd, num)
+            else:
+                os.kill(t.pid, num)
+        except (ProcessLookupError, PermissionError):
+            pass
+        except OSError:
+            pass
+
+
+def untrack(tracked: list[Tracked]) -> None:
+    for t in tracked:
+        close_fd(t.fd)
+        t.fd = None
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids in process group pgid (a /proc scan: only when the group outlived its leader)."""
+    out: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        rest = data[data.rfind(b")") + 2 :].split()
+        try:
+            if int(rest[2]) == pgid:
+                out.append(int(name))
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 def set_child_subreaper() -> bool:

@@ -18,6 +18,20 @@ Restart policy, as PM2 defines it:
 * the restart waits ``restart_delay``, or with ``exp_backoff_restart_delay``
   a delay that starts there, grows by 1.5x per crash, is capped at
   ``BACKOFF_CAP`` and is reset after a run of ``BACKOFF_RESET`` seconds.
+
+Readiness and the watchdog, as systemd defines them:
+
+* an instance is *ready* (for a rolling reload) once it sent ``READY=1``, or,
+  without ``wait_ready`` and without ``READY=1``, once it stayed online for
+  ``Policy.settle`` seconds (the settle timer);
+* with ``watchdog_sec`` the watchdog is armed when the instance comes online
+  (with ``wait_ready``: when it is ready), re-armed by each ``WATCHDOG=1``; its
+  expiry or ``WATCHDOG=trigger`` is a failure: a graceful stop, then the
+  restart policy as for a crash.
+
+When the main process is gone but its group or tree lives on (``Exited`` with
+``leftovers``), the leftovers get the stop signal and, ``kill_timeout`` later,
+SIGKILL (the leftover timer, one per exited process, never stale).
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ from enum import StrEnum
 BACKOFF_FACTOR = 1.5
 BACKOFF_CAP = 15.0  # seconds, as PM2
 BACKOFF_RESET = 30.0  # seconds of healthy run that reset the backoff, as PM2
+READY_SETTLE = 0.5  # without wait_ready, an instance counts as ready once up this long
 
 
 class Status(StrEnum):
@@ -64,6 +79,8 @@ class Policy:
     kill_signal: str = "SIGINT"
     wait_ready: bool = False
     listen_timeout: float = 3.0
+    watchdog: float | None = None  # seconds (watchdog_sec); None: no watchdog
+    settle: float = READY_SETTLE
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,10 @@ class ProcState:
     exit_code: int | None = None
     exit_signal: str | None = None
     reason: str = ""
+    notified: bool = False  # READY=1 received from the current run
+    settled: bool = False  # online for Policy.settle seconds in the current run
+    watchdog: int = 0  # token of the watchdog timer; a WatchdogTimeout with another token is stale
+    watchdog_armed: bool = False
 
 
 # ---------------------------------------------------------------- events
@@ -117,13 +138,14 @@ class SpawnFailed:
 
 @dataclass(frozen=True)
 class Ready:
-    pass
+    """READY=1 from the instance."""
 
 
 @dataclass(frozen=True)
 class Exited:
     code: int | None
     signal: str | None = None
+    leftovers: bool = False  # the process group or a descendant outlived the main process
 
 
 @dataclass(frozen=True)
@@ -144,7 +166,44 @@ class Fail:
     reason: str
 
 
-Event = Start | Stop | Restart | Delete | Spawned | SpawnFailed | Ready | Exited | Timeout | UpdatePolicy | Fail
+@dataclass(frozen=True)
+class WatchdogPing:
+    """WATCHDOG=1 from the instance."""
+
+
+@dataclass(frozen=True)
+class WatchdogTrigger:
+    """WATCHDOG=trigger from the instance: fail now."""
+
+
+@dataclass(frozen=True)
+class WatchdogTimeout:
+    token: int
+
+
+@dataclass(frozen=True)
+class LeftoverTimeout:
+    """The grace period of the leftovers of exited process ``pid`` is over."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class ResetCounters:
+    """``corral reset``: restart counters back to zero."""
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """This instance replaces one (rolling reload) that had ``restarts`` restarts: it counts one more."""
+
+    restarts: int
+
+
+Event = (
+    Start | Stop | Restart | Delete | Spawned | SpawnFailed | Ready | Exited | Timeout | UpdatePolicy | Fail
+    | WatchdogPing | WatchdogTrigger | WatchdogTimeout | LeftoverTimeout | ResetCounters | Adopt
+)
 
 # ---------------------------------------------------------------- effects
 
@@ -183,7 +242,32 @@ class Announce:
     message: str
 
 
-Effect = Spawn | Signal | StartTimer | CancelTimer | Remove | Announce
+@dataclass(frozen=True)
+class ArmWatchdog:
+    token: int
+    delay: float
+
+
+@dataclass(frozen=True)
+class DisarmWatchdog:
+    pass
+
+
+@dataclass(frozen=True)
+class SignalLeftovers:
+    """Signal what is left of exited process ``pid``: its group and the tree recorded for it."""
+
+    pid: int
+    signal: str
+
+
+@dataclass(frozen=True)
+class StartLeftoverTimer:
+    pid: int
+    delay: float
+
+
+Effect = Spawn | Signal | StartTimer | CancelTimer | Remove | Announce | ArmWatchdog | DisarmWatchdog | SignalLeftovers | StartLeftoverTimer
 
 Result = tuple[ProcState, list[Effect]]
 
@@ -206,8 +290,60 @@ def _launch(state: ProcState, now: float, *, count_restart: bool, reason: str) -
         after_stop=After.NOTHING,
         timer=state.timer + 1,  # any armed timer is now stale
         reason=reason,
+        notified=False,
+        settled=False,
     )
-    return new, [CancelTimer(), Spawn()]
+    new, disarm = _disarm_watchdog(new)  # a new run arms its own
+    return new, [CancelTimer(), *disarm, Spawn()]
+
+
+def _arm_watchdog(state: ProcState) -> Result:
+    if state.policy.watchdog is None:
+        return state, []
+    token = state.watchdog + 1
+    return replace(state, watchdog=token, watchdog_armed=True), [ArmWatchdog(token, state.policy.watchdog)]
+
+
+def _disarm_watchdog(state: ProcState) -> Result:
+    if not state.watchdog_armed:
+        return state, []
+    return replace(state, watchdog=state.watchdog + 1, watchdog_armed=False), [DisarmWatchdog()]
+
+
+def _watchdog_failed(state: ProcState, why: str) -> Result:
+    """A missed watchdog is a failure, not a requested restart: the restart policy applies."""
+    if state.status not in RUNNING:
+        return state, []
+    stopped, disarm = _disarm_watchdog(state)
+    new, effects = _begin_stop(stopped, After.FAILED, f"watchdog: {why}")
+    return new, [Announce("watchdog", f"failed: {why}"), *disarm, *effects]
+
+
+def _online(state: ProcState, now: float, announce: Announce) -> Result:
+    """Come online; readiness follows READY=1 or the settle timer; the watchdog starts
+    now, or with wait_ready once the app said it is ready."""
+    new = replace(state, status=Status.ONLINE)
+    effects: list[Effect] = [announce]
+    if not new.notified:
+        remaining = new.policy.settle - (now - new.started_at) if new.started_at is not None else new.policy.settle
+        if remaining <= 0:
+            new = replace(new, settled=True)
+        else:
+            new, armed = _arm(new, remaining)
+            effects += armed
+    if not new.policy.wait_ready:
+        new, armed = _arm_watchdog(new)
+        effects += armed
+    return new, effects
+
+
+def is_ready(state: ProcState) -> bool:
+    """Ready to serve: READY=1 received, or (without wait_ready) settled."""
+    if state.status is not Status.ONLINE:
+        return False
+    if state.policy.wait_ready or state.notified:
+        return state.notified
+    return state.settled
 
 
 def _begin_stop(state: ProcState, after: After, reason: str) -> Result:
@@ -292,6 +428,42 @@ def _finish_stop(state: ProcState, now: float, code: int | None, sig: str | None
 
 def step(state: ProcState, event: Event, now: float) -> Result:
     """Decide what an event means for one instance; return the new state and the effects."""
+    if isinstance(event, Exited):
+        return _exited(state, event, now)
+    if isinstance(event, LeftoverTimeout):
+        return state, [SignalLeftovers(event.pid, "SIGKILL")]
+    if isinstance(event, ResetCounters):
+        return replace(state, restarts=0, unstable_restarts=0), []
+    if isinstance(event, Adopt):
+        return replace(state, restarts=event.restarts + 1), []
+    if isinstance(event, WatchdogPing):
+        if state.status in RUNNING and state.pid is not None:
+            return _arm_watchdog(state)
+        return state, []
+    if isinstance(event, WatchdogTrigger):
+        return _watchdog_failed(state, "the app asked for it (WATCHDOG=trigger)")
+    if isinstance(event, WatchdogTimeout):
+        if event.token != state.watchdog or not state.watchdog_armed:
+            return state, []  # stale
+        expired = replace(state, watchdog_armed=False)
+        return _watchdog_failed(expired, f"no WATCHDOG=1 within {state.policy.watchdog or 0:g}s")
+    return _step(state, event, now)
+
+
+def _exited(state: ProcState, event: Exited, now: float) -> Result:
+    """The main process is gone. Its leftovers get the grace period (the stop signal now unless
+    a stop already sent it, SIGKILL after kill_timeout); then the exit itself is judged."""
+    gone, effects = _disarm_watchdog(state)
+    if event.leftovers:
+        pid = state.pid if state.pid is not None else 0
+        if state.status is not Status.STOPPING:
+            effects = [*effects, SignalLeftovers(pid, state.policy.kill_signal)]
+        effects = [*effects, StartLeftoverTimer(pid, state.policy.kill_timeout)]
+    new, more = _step(gone, event, now)
+    return new, [*effects, *more]
+
+
+def _step(state: ProcState, event: Event, now: float) -> Result:
     s = state.status
 
     if isinstance(event, UpdatePolicy):
@@ -355,8 +527,7 @@ def step(state: ProcState, event: Event, now: float) -> Result:
         if state.policy.wait_ready:
             new, effects = _arm(started, state.policy.listen_timeout)
             return new, [Announce("spawned", f"pid {event.pid}, waiting for READY"), *effects]
-        new = replace(started, status=Status.ONLINE)
-        return new, [Announce("online", f"pid {event.pid}")]
+        return _online(started, now, Announce("online", f"pid {event.pid}"))
 
     if isinstance(event, SpawnFailed):
         if s is Status.STOPPING and state.pid is None:
@@ -373,10 +544,18 @@ def step(state: ProcState, event: Event, now: float) -> Result:
         ]
 
     if isinstance(event, Ready):
-        if s is Status.LAUNCHING and state.pid is not None:
-            new = replace(state, status=Status.ONLINE, timer=state.timer + 1, reason="ready")
-            return new, [CancelTimer(), Announce("online", f"pid {state.pid} ready")]
-        return state, []
+        if s not in RUNNING or state.pid is None or state.notified:
+            return state, []
+        notified = replace(state, notified=True)
+        out: list[Effect] = []
+        if s is Status.LAUNCHING:
+            notified = replace(notified, status=Status.ONLINE, timer=state.timer + 1, reason="ready")
+            out = [CancelTimer(), Announce("online", f"pid {state.pid} ready")]
+        if state.policy.wait_ready:
+            # like systemd: the watchdog runs once start-up is done
+            notified, armed = _arm_watchdog(notified)
+            out += armed
+        return notified, out
 
     if isinstance(event, Exited):
         if s is Status.STOPPING:
@@ -396,12 +575,14 @@ def step(state: ProcState, event: Event, now: float) -> Result:
             ]
         if s is Status.WAITING_RESTART:
             return _launch(state, now, count_restart=True, reason=state.reason)
+        if s is Status.ONLINE and state.pid is not None:
+            # The settle timer (the only one armed while online).
+            return replace(state, settled=True), []
         if s is Status.LAUNCHING and state.pid is not None:
             # The listen timer (the only one armed while launching).
             if not state.policy.wait_ready:
                 # wait_ready was turned off while waiting: stop waiting, it is online.
-                new = replace(state, status=Status.ONLINE, reason="online (wait_ready turned off)")
-                return new, [Announce("online", f"pid {state.pid}")]
+                return _online(replace(state, reason="online (wait_ready turned off)"), now, Announce("online", f"pid {state.pid}"))
             return _begin_stop(state, After.FAILED_START, f"not ready within {state.policy.listen_timeout:g}s")
         return state, []
 

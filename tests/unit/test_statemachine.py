@@ -9,6 +9,7 @@ timer tokens are checked separately).
 ``Fire()`` in a step list stands for the runtime firing a timer: it becomes
 ``Timeout(token)`` with the token of the last ``StartTimer`` effect seen so far
 (``Fire(i)`` picks the i-th one, which is how stale timers are simulated).
+``Bark()`` does the same for the watchdog timer (``ArmWatchdog`` tokens).
 """
 
 from __future__ import annotations
@@ -24,29 +25,41 @@ from corral.statemachine import (
     BACKOFF_CAP,
     BACKOFF_FACTOR,
     BACKOFF_RESET,
+    READY_SETTLE,
+    Adopt,
     After,
     Announce,
+    ArmWatchdog,
     CancelTimer,
     Delete,
+    DisarmWatchdog,
     Effect,
     Event,
     Exited,
     Fail,
+    LeftoverTimeout,
     Policy,
     ProcState,
     Ready,
     Remove,
+    ResetCounters,
     Restart,
     Signal,
+    SignalLeftovers,
     Spawn,
     Spawned,
     SpawnFailed,
     Start,
+    StartLeftoverTimer,
     StartTimer,
     Status,
     Stop,
     Timeout,
     UpdatePolicy,
+    WatchdogPing,
+    WatchdogTimeout,
+    WatchdogTrigger,
+    is_ready,
     step,
 )
 
@@ -72,7 +85,14 @@ class Fire:
     index: int = -1
 
 
-Step = tuple[float, "Event | Fire"]
+@dataclass(frozen=True)
+class Bark:
+    """Fire the watchdog timer: the index-th ArmWatchdog seen so far (default: the last one)."""
+
+    index: int = -1
+
+
+Step = tuple[float, "Event | Fire | Bark"]
 
 
 @dataclass
@@ -82,6 +102,7 @@ class Run:
     effects: list[Effect] = field(default_factory=list)
     per_step: list[list[Effect]] = field(default_factory=list)
     timers: list[int] = field(default_factory=list)  # tokens of every StartTimer, in order
+    watchdogs: list[int] = field(default_factory=list)  # tokens of every ArmWatchdog, in order
 
     @property
     def fx(self) -> list[str]:
@@ -96,13 +117,20 @@ class Run:
     def feed(self, steps: list[Step]) -> Run:
         for advance, ev in steps:
             now = self.clock.advance(advance)
-            event: Event = Timeout(self.timers[ev.index]) if isinstance(ev, Fire) else ev
+            event: Event
+            if isinstance(ev, Fire):
+                event = Timeout(self.timers[ev.index])
+            elif isinstance(ev, Bark):
+                event = WatchdogTimeout(self.watchdogs[ev.index])
+            else:
+                event = ev
             before = self.state
             self.state, effects = step(self.state, event, now)
             check_invariants(before, event, self.state, effects)
             self.per_step.append(effects)
             self.effects.extend(effects)
             self.timers.extend(e.token for e in effects if isinstance(e, StartTimer))
+            self.watchdogs.extend(e.token for e in effects if isinstance(e, ArmWatchdog))
         return self
 
 
@@ -125,6 +153,14 @@ def describe(effect: Effect) -> str:
             return "Remove"
         case Announce(kind=kind):
             return f"Announce({kind})"
+        case ArmWatchdog(delay=delay):
+            return f"ArmWatchdog({delay:g})"
+        case DisarmWatchdog():
+            return "DisarmWatchdog"
+        case SignalLeftovers(pid=pid, signal=sig):
+            return f"SignalLeftovers({pid},{sig})"
+        case StartLeftoverTimer(pid=pid, delay=delay):
+            return f"StartLeftoverTimer({pid},{delay:g})"
     raise AssertionError(f"not an effect: {effect!r}")
 
 
@@ -137,12 +173,27 @@ def check_invariants(before: ProcState, event: Event, after: ProcState, effects:
     for e in effects:
         describe(e)  # raises on anything that is not an effect
     assert after.timer >= before.timer, f"{where}: timer tokens must never go back"
-    assert after.restarts >= before.restarts, f"{where}: restarts never decrease"
+    assert after.watchdog >= before.watchdog, f"{where}: watchdog tokens must never go back"
+    if isinstance(event, ResetCounters):
+        assert after.restarts == 0 and after.unstable_restarts == 0, where
+    elif isinstance(event, Adopt):
+        assert after.restarts == event.restarts + 1, where
+    else:
+        assert after.restarts >= before.restarts, f"{where}: restarts never decrease"
+    if isinstance(event, (ResetCounters, Adopt, LeftoverTimeout)):
+        assert after.status is before.status and after.pid == before.pid, f"{where}: bookkeeping only"
     assert after.unstable_restarts >= 0, where
     for e in effects:
         if isinstance(e, StartTimer):
             assert e.token == after.timer, f"{where}: the armed timer must carry the current token"
             assert e.delay >= 0, where
+        if isinstance(e, ArmWatchdog):
+            assert e.token == after.watchdog and after.watchdog_armed, f"{where}: the armed watchdog must carry the current token"
+            assert after.policy.watchdog is not None and e.delay == after.policy.watchdog, where
+    if after.watchdog_armed:
+        assert after.pid is not None, f"{where}: a watchdog armed with no process"
+    if is_ready(after):
+        assert after.status is Status.ONLINE and after.pid is not None, where
     if any(isinstance(e, Spawn) for e in effects):
         assert after.status is Status.LAUNCHING and after.pid is None, where
     if any(isinstance(e, Remove) for e in effects):
@@ -151,11 +202,21 @@ def check_invariants(before: ProcState, event: Event, after: ProcState, effects:
         assert after.after_stop is After.NOTHING, f"{where}: after_stop={after.after_stop} leaked out of stopping"
     if isinstance(event, Exited) and before.status in (Status.LAUNCHING, Status.ONLINE, Status.STOPPING):
         assert after.pid is None, f"{where}: the process is gone"
+    if isinstance(event, Exited):
+        assert not after.watchdog_armed, f"{where}: the watchdog outlived the process"
+        kills = [e for e in effects if isinstance(e, (SignalLeftovers, StartLeftoverTimer))]
+        if event.leftovers:
+            assert isinstance(kills[-1], StartLeftoverTimer), f"{where}: leftovers always get the grace timer"
+            assert kills[-1].delay == before.policy.kill_timeout, where
+            spawns = [i for i, e in enumerate(effects) if isinstance(e, Spawn)]
+            assert not spawns or effects.index(kills[-1]) < spawns[0], f"{where}: leftovers are handled before a relaunch"
+        else:
+            assert not kills, where
 
 
 # Common prefixes: start and come online as pid 100.
 STARTED: list[Step] = [(0, Start()), (0, Spawned(100))]
-STARTED_FX = ["CancelTimer", "Spawn", "Announce(online)"]
+STARTED_FX = ["CancelTimer", "Spawn", "Announce(online)", "StartTimer(0.5)"]  # 0.5: the settle timer
 RELAUNCH_FX = ["Announce(exit)", "CancelTimer", "Spawn"]
 STOP_FX = ["Signal(SIGINT)", "StartTimer(1.6)"]
 STOPPED_FX = ["CancelTimer", "Announce(stopped)"]
@@ -218,7 +279,7 @@ def check(case: Case) -> Run:
         [*STARTED, (5, Exited(1)), (0, Spawned(101))],
         Status.ONLINE,
         {"restarts": 1, "pid": 101, "exit_code": None, "started_at": T0 + 5},
-        [*STARTED_FX, *RELAUNCH_FX, "Announce(online)"],
+        [*STARTED_FX, *RELAUNCH_FX, "Announce(online)", "StartTimer(0.5)"],
     ),
     Case(
         "killed-by-signal-relaunches",
@@ -863,10 +924,11 @@ def test_stale_timeouts_are_ignored(steps: list[Step], stale_index: int, status:
 
 
 def test_current_kill_timer_still_fires_after_a_stale_one() -> None:
+    # timers armed: settle (0), kill (1), settle of the second run (2), kill (3)
     r = run([*STARTED, (1, Stop()), (0.1, Exited(0)), (1, Start()), (0, Spawned(101)), (1, Stop())])
-    r.feed([(0.5, Fire(0))])
+    r.feed([(0.5, Fire(1))])
     assert r.last_fx() == []
-    r.feed([(1.1, Fire(1))])
+    r.feed([(1.1, Fire(3))])
     assert r.last_fx() == ["Signal(SIGKILL)", "Announce(kill)"]
 
 
@@ -1110,6 +1172,8 @@ def sample_states() -> list[ProcState]:
         Policy(wait_ready=True),
         Policy(exp_backoff=0.1, max_restarts=0),
         Policy(restart_delay=1.0, stop_exit_codes=frozenset({0})),
+        Policy(watchdog=2.0),
+        Policy(watchdog=2.0, wait_ready=True),
     ]
     states: list[ProcState] = []
     for policy in policies:
@@ -1129,6 +1193,9 @@ def sample_states() -> list[ProcState]:
                                 backoff=0.3 if policy.exp_backoff else 0.0,
                                 after_stop=after,
                                 timer=5,
+                                watchdog=3,
+                                watchdog_armed=pid is not None and policy.watchdog is not None,
+                                notified=pid is not None and policy.wait_ready,
                             )
                         )
     return states
@@ -1148,6 +1215,15 @@ def sample_events(state: ProcState) -> list[Event]:
         Exited(1),
         Exited(None, "SIGKILL"),
         Exited(None, "SIGINT"),
+        Exited(1, None, leftovers=True),
+        Exited(None, "SIGINT", leftovers=True),
+        LeftoverTimeout(42),
+        WatchdogPing(),
+        WatchdogTrigger(),
+        WatchdogTimeout(state.watchdog),
+        WatchdogTimeout(state.watchdog - 1),
+        ResetCounters(),
+        Adopt(7),
         Timeout(state.timer),
         Timeout(state.timer - 1),
         Timeout(state.timer + 1),
@@ -1183,6 +1259,7 @@ class FakeRuntime:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.timer: int | None = None
+        self.watchdog: int | None = None
         self.alive: int | None = None  # pid of the running process
         self.pending_spawn = False
         self.next_pid = 1
@@ -1196,6 +1273,10 @@ class FakeRuntime:
                 self.timer = e.token
             elif isinstance(e, CancelTimer):
                 self.timer = None
+            elif isinstance(e, ArmWatchdog):
+                self.watchdog = e.token
+            elif isinstance(e, DisarmWatchdog):
+                self.watchdog = None
 
     def runtime_events(self, state: ProcState) -> list[Event]:
         """What the world may report now."""
@@ -1206,8 +1287,11 @@ class FakeRuntime:
             out += [Exited(self.rng.choice([0, 1, 2])), Exited(None, "SIGKILL")]
             if state.policy.wait_ready:
                 out.append(Ready())
+            out += [WatchdogPing(), WatchdogTrigger(), Exited(1, None, leftovers=True)]
         if self.timer is not None:
             out.append(Timeout(self.timer))
+        if self.watchdog is not None:
+            out.append(WatchdogTimeout(self.watchdog))
         return out
 
     def observe(self, event: Event) -> None:
@@ -1221,6 +1305,8 @@ class FakeRuntime:
             self.alive = None
         elif isinstance(event, Timeout):
             self.timer = None
+        elif isinstance(event, WatchdogTimeout):
+            self.watchdog = None
 
 
 @pytest.mark.parametrize("seed", range(8), ids=lambda s: f"seed={s}")
@@ -1229,7 +1315,7 @@ def test_random_walk_with_a_fake_runtime(seed: int) -> None:
     and the machine never gets stuck: once the process is gone and nothing is pending,
     it is never left in launching or stopping."""
     rng = random.Random(seed)
-    policies = [Policy(), Policy(wait_ready=True), Policy(restart_delay=0.5), Policy(exp_backoff=0.1), Policy(autorestart=False)]
+    policies = [Policy(), Policy(wait_ready=True), Policy(restart_delay=0.5), Policy(exp_backoff=0.1), Policy(autorestart=False), Policy(watchdog=1.0), Policy(watchdog=1.0, wait_ready=True)]
     rt = FakeRuntime(rng)
     clock = FakeClock()
     state = ProcState(policy=rng.choice(policies))
@@ -1254,6 +1340,8 @@ def test_random_walk_with_a_fake_runtime(seed: int) -> None:
         if state.status in (Status.STOPPED, Status.ERRORED):
             # nothing should be left running (a raced spawn is being signalled)
             assert rt.alive is None or state.pid == rt.alive
+        if state.watchdog_armed:
+            assert rt.watchdog == state.watchdog and rt.alive is not None, "the runtime's watchdog is not the one the machine armed"
     # the walk is worth something only if it went everywhere but (maybe) errored
     assert seen >= set(Status) - {Status.ERRORED}, seen
 
@@ -1302,3 +1390,222 @@ def test_fail_loop_reaches_errored_unlike_restart() -> None:
 def test_fail_outside_running_is_ignored(status: Status) -> None:
     r = run([(0, Fail("x"))], status=status)
     assert r.state.status is status and r.effects == []
+
+
+# ---------------------------------------------------------------- readiness: READY=1 or the settle timer
+
+
+@pytest.mark.parametrize(
+    ("steps", "policy", "ready"),
+    [
+        (STARTED, Policy(), False),  # online, not settled yet
+        ([*STARTED, (READY_SETTLE, Fire())], Policy(), True),  # the settle timer
+        ([*STARTED, (0.1, Ready())], Policy(), True),  # READY=1 without wait_ready: ready at once
+        ([*STARTED, (0.1, Ready()), (0.4, Fire())], Policy(), True),
+        ([*STARTED, (READY_SETTLE, Fire()), (0, Restart()), (0, Exited(0)), (0, Spawned(101))], Policy(), False),  # a new run settles again
+        ([*STARTED, (0.1, Restart()), (0, Exited(0)), (0, Spawned(101)), (0.4, Fire(0))], Policy(), False),  # the first run's settle timer is stale
+        ([(0, Start()), (0, Spawned(100))], Policy(wait_ready=True), False),
+        ([(0, Start()), (0, Spawned(100)), (5, Fire())], Policy(wait_ready=True, listen_timeout=10), False),  # no settling with wait_ready
+        ([(0, Start()), (0, Spawned(100)), (1, Ready())], Policy(wait_ready=True), True),
+        ([(0, Start()), (0, Spawned(100)), (1, Ready()), (0, Stop())], Policy(wait_ready=True), False),  # stopping is never ready
+        # wait_ready turned off while waiting: online at the listen timeout, long settled by then
+        ([(0, Start()), (0, Spawned(100)), (0, UpdatePolicy(Policy())), (3, Fire())], Policy(wait_ready=True), True),
+        ([(0, Start()), (0, Spawned(100)), (0, UpdatePolicy(Policy(listen_timeout=0.2))), (0.2, Fire())], Policy(wait_ready=True, listen_timeout=0.2), False),
+    ],
+    ids=[
+        "online-unsettled", "settled", "ready-1-at-once", "ready-1-then-settle", "new-run-unsettled", "stale-settle-timer",
+        "wait-ready-spawned", "wait-ready-never-settles", "wait-ready-ready", "stopping-not-ready",
+        "wait-ready-off-late", "wait-ready-off-early",
+    ],
+)
+def test_readiness(steps: list[Step], policy: Policy, ready: bool) -> None:
+    assert is_ready(run(steps, policy).state) is ready
+
+
+def test_wait_ready_off_early_settles_on_its_own_timer() -> None:
+    r = run([(0, Start()), (0, Spawned(100)), (0, UpdatePolicy(Policy(listen_timeout=0.2))), (0.2, Fire())], Policy(wait_ready=True, listen_timeout=0.2))
+    assert r.state.status is Status.ONLINE and r.last_fx() == ["Announce(online)", "StartTimer(0.3)"]
+    r.feed([(0.3, Fire())])
+    assert is_ready(r.state)
+
+
+# ---------------------------------------------------------------- the watchdog
+
+WATCHDOG = Policy(watchdog=2.0)
+WATCHDOG_READY = Policy(watchdog=2.0, wait_ready=True)
+STARTED_WD_FX = [*STARTED_FX, "ArmWatchdog(2)"]
+
+
+@cases(
+    Case("armed-when-online", STARTED, Status.ONLINE, {"watchdog_armed": True}, STARTED_WD_FX, policy=WATCHDOG),
+    Case("no-watchdog-no-arming", STARTED, Status.ONLINE, {"watchdog_armed": False}, STARTED_FX),
+    Case(
+        "ping-rearms",
+        [*STARTED, (1, WatchdogPing())],
+        Status.ONLINE,
+        {"watchdog_armed": True},
+        [*STARTED_WD_FX, "ArmWatchdog(2)"],
+        policy=WATCHDOG,
+    ),
+    Case(
+        "expiry-fails-gracefully",
+        [*STARTED, (2, Bark())],
+        Status.STOPPING,
+        {"after_stop": After.FAILED, "watchdog_armed": False},
+        [*STARTED_WD_FX, "Announce(watchdog)", *STOP_FX],
+        policy=WATCHDOG,
+    ),
+    Case(
+        "expiry-then-exit-is-a-crash",
+        [*STARTED, (5, Bark()), (0.1, Exited(None, "SIGINT"))],
+        Status.LAUNCHING,
+        {"restarts": 1, "unstable_restarts": 0},
+        [*STARTED_WD_FX, "Announce(watchdog)", *STOP_FX, *RELAUNCH_FX],
+        policy=WATCHDOG,
+    ),
+    Case(
+        "expiry-before-the-ping-is-stale",
+        [*STARTED, (1, WatchdogPing()), (1, Bark(0))],
+        Status.ONLINE,
+        {"watchdog_armed": True},
+        [*STARTED_WD_FX, "ArmWatchdog(2)"],
+        policy=WATCHDOG,
+    ),
+    Case(
+        "trigger-fails-at-once",
+        [*STARTED, (0.1, WatchdogTrigger())],
+        Status.STOPPING,
+        {"after_stop": After.FAILED, "watchdog_armed": False},
+        [*STARTED_WD_FX, "Announce(watchdog)", "DisarmWatchdog", *STOP_FX],
+        policy=WATCHDOG,
+    ),
+    Case(
+        "exit-disarms",
+        [*STARTED, (1, Exited(1))],
+        Status.LAUNCHING,
+        {"watchdog_armed": False},
+        [*STARTED_WD_FX, "DisarmWatchdog", *RELAUNCH_FX],
+        policy=WATCHDOG,
+    ),
+    Case(
+        "expiry-while-stopping-ignored",
+        [*STARTED, (1, Stop()), (1, Bark())],
+        Status.STOPPING,
+        {"after_stop": After.NOTHING},
+        [*STARTED_WD_FX, *STOP_FX],
+        policy=WATCHDOG,
+    ),
+    Case(
+        "wait-ready-arms-on-ready-not-on-spawn",
+        [(0, Start()), (0, Spawned(100)), (1, Ready())],
+        Status.ONLINE,
+        {"watchdog_armed": True},
+        ["CancelTimer", "Spawn", "Announce(spawned)", "StartTimer(3)", "CancelTimer", "Announce(online)", "ArmWatchdog(2)"],
+        policy=WATCHDOG_READY,
+    ),
+    Case(
+        "wait-ready-ping-before-ready-arms",
+        [(0, Start()), (0, Spawned(100)), (1, WatchdogPing())],
+        Status.LAUNCHING,
+        {"watchdog_armed": True},
+        policy=WATCHDOG_READY,
+    ),
+    Case(
+        "second-ready-does-not-rearm",
+        [(0, Start()), (0, Spawned(100)), (1, Ready()), (1, Ready())],
+        Status.ONLINE,
+        {},
+        ["CancelTimer", "Spawn", "Announce(spawned)", "StartTimer(3)", "CancelTimer", "Announce(online)", "ArmWatchdog(2)"],
+        policy=WATCHDOG_READY,
+    ),
+    Case("ping-when-stopped-ignored", [(0, WatchdogPing())], Status.STOPPED, {"watchdog_armed": False}, [], policy=WATCHDOG),
+)
+def test_watchdog(case: Case) -> None:
+    check(case)
+
+
+def test_watchdog_failures_count_as_unstable_until_errored() -> None:
+    r = run(STARTED, Policy(watchdog=1.0, max_restarts=2))
+    for pid in range(101, 110):
+        r.feed([(0.5, WatchdogTrigger()), (0.1, Exited(None, "SIGINT"))])
+        if r.state.status is not Status.LAUNCHING:
+            break
+        r.feed([(0, Spawned(pid))])
+    assert r.state.status is Status.ERRORED and "watchdog" in r.state.reason
+
+
+# ---------------------------------------------------------------- leftovers of an exited process
+
+
+@cases(
+    Case(
+        "crash-with-leftovers-signals-then-relaunches",
+        [*STARTED, (5, Exited(1, None, leftovers=True))],
+        Status.LAUNCHING,
+        {"restarts": 1},
+        [*STARTED_FX, "SignalLeftovers(100,SIGINT)", "StartLeftoverTimer(100,1.6)", *RELAUNCH_FX],
+    ),
+    Case(
+        "stopped-with-leftovers-already-signalled",
+        [*STARTED, (1, Stop()), (0.1, Exited(None, "SIGINT", leftovers=True))],
+        Status.STOPPED,
+        {},
+        [*STARTED_FX, *STOP_FX, "StartLeftoverTimer(100,1.6)", *STOPPED_FX],
+    ),
+    Case(
+        "leftovers-use-kill-signal-and-timeout",
+        [*STARTED, (5, Exited(1, None, leftovers=True))],
+        Status.STOPPED,
+        {},
+        [*STARTED_FX, "SignalLeftovers(100,SIGTERM)", "StartLeftoverTimer(100,5)", "CancelTimer", "Announce(exit)"],
+        policy=Policy(kill_signal="SIGTERM", kill_timeout=5.0, autorestart=False),
+    ),
+    Case(
+        "grace-over-sigkill-even-after-a-relaunch",
+        [*STARTED, (5, Exited(1, None, leftovers=True)), (0, Spawned(101)), (1.6, LeftoverTimeout(100))],
+        Status.ONLINE,
+        {"pid": 101},
+        [*STARTED_FX, "SignalLeftovers(100,SIGINT)", "StartLeftoverTimer(100,1.6)", *RELAUNCH_FX, "Announce(online)", "StartTimer(0.5)", "SignalLeftovers(100,SIGKILL)"],
+    ),
+    Case(
+        "grace-over-after-delete",
+        [*STARTED, (0, Delete()), (0, Exited(0, None, leftovers=True)), (1.6, LeftoverTimeout(100))],
+        Status.STOPPED,
+        {},
+        [*STARTED_FX, *STOP_FX, "StartLeftoverTimer(100,1.6)", "CancelTimer", "Announce(stopped)", "Remove", "SignalLeftovers(100,SIGKILL)"],
+    ),
+    Case(
+        "no-leftovers-no-timer",
+        [*STARTED, (5, Exited(1))],
+        Status.LAUNCHING,
+        {},
+        [*STARTED_FX, *RELAUNCH_FX],
+    ),
+)
+def test_leftovers(case: Case) -> None:
+    check(case)
+
+
+# ---------------------------------------------------------------- reset and adopt go through step
+
+
+@pytest.mark.parametrize("status", list(Status), ids=lambda s: s.name.lower())
+def test_reset_counters_in_any_status(status: Status) -> None:
+    r = run([(0, ResetCounters())], status=status, restarts=9, unstable_restarts=4, backoff=3.0, timer=2)
+    assert (r.state.restarts, r.state.unstable_restarts) == (0, 0)
+    assert r.state.status is status and r.state.timer == 2 and r.state.backoff == 3.0
+    assert r.effects == []
+
+
+def test_reset_then_crash_counts_from_zero() -> None:
+    r = run([*STARTED, (0.1, Exited(1)), (0, Spawned(101)), (0.1, Exited(1)), (0, Spawned(102)), (1, ResetCounters())], Policy(max_restarts=2))
+    assert r.state.status is Status.ONLINE and r.state.restarts == 0
+    r.feed([(0.1, Exited(1)), (0, Spawned(103)), (0.1, Exited(1)), (0, Spawned(104))])
+    assert r.state.status is Status.ONLINE and r.state.restarts == 2  # the budget was reset too
+
+
+@pytest.mark.parametrize("previous", [0, 1, 41])
+def test_adopt_counts_one_restart_more_than_the_replaced_instance(previous: int) -> None:
+    r = run([*STARTED, (1, Adopt(previous))])
+    assert r.state.restarts == previous + 1 and r.state.status is Status.ONLINE and r.effects == [] or r.last_fx() == []
+    assert r.state.pid == 100

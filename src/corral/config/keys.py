@@ -311,7 +311,7 @@ def p_cron(value: Any) -> str | None:
     for f in fields:
         if not f or any(c not in allowed for c in f):
             raise ValueError(f"invalid cron field {f!r} in {value!r}")
-    from corral.daemon.triggers import validate_cron
+    from corral.cron import validate_cron
 
     validate_cron(s)
     return s

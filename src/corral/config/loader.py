@@ -21,6 +21,7 @@ from typing import Any
 
 from corral.config.keys import ALIASES, KEY_BY_NAME, KEYS, NODE_ONLY_KEYS
 from corral.errors import ConfigError
+from corral.launch import build_argv as build_argv
 
 # Names `corral start` looks for, in this order, like `pm2 start` does.
 DEFAULT_FILENAMES: tuple[str, ...] = (
@@ -405,17 +406,6 @@ def resolve_command(app: Mapping[str, Any], env: Mapping[str, str]) -> dict[str,
             key="script",
         )
     return {"script": resolved_script, "interpreter": interpreter}
-
-
-def build_argv(app: Mapping[str, Any]) -> list[str]:
-    interpreter = app.get("interpreter") or "none"
-    argv: list[str] = []
-    if interpreter != "none":
-        argv.append(interpreter)
-        argv.extend(app.get("interpreter_args") or [])
-    argv.append(app["script"])
-    argv.extend(app.get("args") or [])
-    return argv
 
 
 _SCRIPT_SUFFIXES = (".py", ".js", ".cjs", ".mjs", ".sh")

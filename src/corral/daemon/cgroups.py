@@ -73,3 +73,29 @@ def remove(path: str) -> None:
         os.rmdir(path)
     except OSError:
         pass
+
+
+class HardLimits:
+    """Applies memory_max/cpu_max to instances; detects support once, says once per app
+    that limits are not applied where cgroups cannot be used."""
+
+    def __init__(self) -> None:
+        self.support: CgroupSupport | None = None
+        self.noticed: set[str] = set()
+
+    def apply(self, app: str, name: str, pid: int, memory_max: int | None, cpu_max: float | None) -> tuple[str | None, str | None]:
+        """(the cgroup path the process was moved into, or None; a notice to report, or None)."""
+        if self.support is None:
+            self.support = detect()
+        support = self.support
+        if support.base is None:
+            if app in self.noticed:
+                return None, None
+            self.noticed.add(app)
+            return None, f"memory_max/cpu_max not applied: {support.reason}; only the sampled max_memory_restart applies"
+        try:
+            path = create(support, name, memory_max, cpu_max)
+            move(path, pid)
+        except OSError as e:
+            return None, f"memory_max/cpu_max not applied: {e}"
+        return path, None

@@ -1,4 +1,4 @@
-"""Restart triggers: ``cron_restart`` (croniter) and ``watch`` (watchfiles).
+"""Restart triggers: ``cron_restart`` (croniter, through corral.cron) and ``watch`` (watchfiles).
 
 Both libraries are imported only when an app uses them.  A trigger restarts
 the app's instances, or reloads them in cluster mode with a shared socket, so
@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from corral.cron import next_cron, validate_cron
+
 if TYPE_CHECKING:
     from corral.daemon.supervisor import App, Supervisor
 
@@ -27,23 +29,7 @@ DEFAULT_IGNORES = (
 
 Action = Callable[["App", str], Awaitable[None]]
 
-
-def next_cron(pattern: str, after: float) -> float:
-    """Next fire time. Six fields mean seconds first, as in PM2 (croner): ``*/10 * * * * *``."""
-    from croniter import croniter
-
-    six = len(pattern.split()) == 6
-    return float(croniter(pattern, after, second_at_beginning=six).get_next(float))
-
-
-def validate_cron(pattern: str) -> None:
-    """Raise ValueError for a pattern croniter cannot read (when croniter is installed)."""
-    try:
-        from croniter import croniter
-    except ImportError:
-        return
-    if not croniter.is_valid(pattern, second_at_beginning=len(pattern.split()) == 6):
-        raise ValueError(f"invalid cron pattern {pattern!r}")
+__all__ = ["DEFAULT_IGNORES", "Triggers", "next_cron", "validate_cron"]
 
 
 class Triggers:

@@ -1,0 +1,58 @@
+"""sd_notify for instances: one datagram endpoint per instance, messages turned into events.
+
+What a message means is decided here as plain data (:func:`read_message`):
+``READY=1``, ``WATCHDOG=1`` and ``WATCHDOG=trigger`` become state machine
+events (the readiness and the watchdog deadline are decided in
+:func:`corral.statemachine.step`), ``STATUS=`` a status text, ``STOPPING=1``
+a notice.  :class:`NotifyEndpoint` owns the socket on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from corral.notify import NotifySocket
+from corral.statemachine import Event, Ready, WatchdogPing, WatchdogTrigger
+
+
+@dataclass(frozen=True)
+class NotifyMessage:
+    events: list[Event] = field(default_factory=list)
+    status_text: str | None = None
+    stopping: bool = False
+
+
+def read_message(msg: dict[str, str]) -> NotifyMessage:
+    events: list[Event] = []
+    if msg.get("READY") == "1":
+        events.append(Ready())
+    if msg.get("WATCHDOG") == "1":
+        events.append(WatchdogPing())
+    if msg.get("WATCHDOG") == "trigger":
+        events.append(WatchdogTrigger())
+    return NotifyMessage(events, msg.get("STATUS"), msg.get("STOPPING") == "1")
+
+
+def endpoint_address(owner: int) -> str:
+    """An abstract address unique to this daemon and owner."""
+    return f"@corral/{os.getpid()}/{owner:x}"
+
+
+class NotifyEndpoint:
+    """One instance's NOTIFY_SOCKET, read on the event loop; on_message(sender pid, fields)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, address: str, on_message: Callable[[int, dict[str, str]], None]) -> None:
+        self.loop = loop
+        self.sock = NotifySocket(address, on_message)
+        loop.add_reader(self.sock.fileno(), self.sock.on_readable)
+
+    @property
+    def address(self) -> str:
+        return self.sock.address
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
