@@ -30,8 +30,10 @@ from typing import Any
 from corral import __version__
 from corral.daemon.control import ControlServer
 from corral.daemon.dispatch import Dispatcher
+from corral.daemon.eventhub import EventHub
 from corral.daemon.lifecycle import SystemdNotifier
 from corral.daemon.logstream import LogStream
+from corral.daemon.ordering import StartOrder, stop_waves
 from corral.daemon.registry import Registry
 from corral.daemon.rollout import Rollout
 from corral.daemon.supervisor import App, Supervisor
@@ -71,6 +73,8 @@ class Daemon:
         self.registry = Registry(self.sup, lambda: settings.max_instances(str(home.root)))
         self.logstream = LogStream(self.sup, self.stopping)
         self.systemd = SystemdNotifier()
+        self.events = EventHub(self.sup, log, str(home.root))
+        self.order = StartOrder(self)
         handlers, streams = handler_tables(self)
         self.dispatcher = Dispatcher(handlers, streams, log)
         self.control = ControlServer(str(home.socket), self.dispatcher.handle_line, log)
@@ -135,11 +139,16 @@ class Daemon:
         result: dict[str, Any] = await self.dispatcher.handlers[commands.START]({"apps": apps, "client_env": env, "source": source, "wait": True})
         return result
 
+    def start_in_order(self, graph: Any, configs: list[dict[str, Any]], launches: dict[str, Callable[[], None]]) -> Any:
+        """Launch ``launches`` (app name -> action) in the order of ``graph``: a StartPlanRunner."""
+        return self.order.start(graph, configs, launches)
+
     async def stop_all(self) -> int:
         instances = self.sup.instances()
-        for inst in instances:
-            self.sup.stop(inst)
-        await self.rollout.await_settled(instances)
+        for wave in stop_waves(self.sup, instances):  # dependents first
+            for inst in wave:
+                self.sup.stop(inst)
+            await self.rollout.await_settled(wave)
         return len(instances)
 
     async def reload_all(self, on_error: Callable[[App, Exception], None]) -> None:

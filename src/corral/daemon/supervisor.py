@@ -35,6 +35,7 @@ from corral.daemon.pidfile import write_pid_file
 from corral.daemon.reaper import Reaper
 from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, read_message
 from corral.daemon.spawner import OsSpawner, Spawner
+from corral.events import Change, transition_events
 from corral.launch import build_env, pid_file_path, plan_launch
 from corral.logsink import LogFile, LogFiles
 from corral.paths import Home
@@ -101,6 +102,8 @@ class Supervisor:
         self.changed = asyncio.Condition()
         self.log_listeners: list[Callable[[Instance, str, list[bytes], float], None]] = []
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
+        # (instance, corral.events.Change) for every state change a step means
+        self.change_listeners: list[Callable[[Instance, Change], None]] = []
         self.cpu_count = os.cpu_count() or 1
         self.logs = AppLogs(loop, lambda line: self.log(line), self._report_log_file)
         self.reaper = Reaper(loop, self.spawner, lambda line: self.log(line))
@@ -160,10 +163,15 @@ class Supervisor:
     # ------------------------------------------------------------ state machine driver
 
     def dispatch(self, inst: Instance, event: Event) -> None:
-        new, effects = step(inst.state, event, self.clock())
+        before = inst.state
+        new, effects = step(before, event, self.clock())
         inst.state = new
         for effect in effects:
             self.perform(inst, effect)
+        if self.change_listeners:
+            for change in transition_events(before, new, event):
+                for listener in list(self.change_listeners):
+                    listener(inst, change)
         self._notify()
 
     def _notify(self) -> None:

@@ -80,6 +80,10 @@ class Views:
         uptime = None
         if inst.child is not None and inst.started_wall is not None and st.status in LIVE:
             uptime = time.time() - inst.started_wall
+        status, reason = str(st.status), st.reason
+        plan = inst.app.plan_status
+        if plan is not None and st.status is Status.STOPPED and inst.child is None:
+            status, reason = plan  # not started yet: waiting for a dependency, or blocked by one
         return {
             "id": inst.id,
             "name": inst.name,
@@ -87,7 +91,7 @@ class Views:
             "instance": inst.index,
             "mode": cfg["exec_mode"],
             "pid": inst.child.pid if inst.child else None,
-            "status": str(st.status),
+            "status": status,
             "restarts": st.restarts,
             "unstable_restarts": st.unstable_restarts,
             "uptime": uptime,
@@ -98,7 +102,7 @@ class Views:
             "user": str(self.user if cfg.get("uid") is None else cfg["uid"]),
             "exit_code": st.exit_code,
             "exit_signal": st.exit_signal,
-            "reason": st.reason,
+            "reason": reason,
             "ready": inst.is_ready(self.sup.loop.time()),
             "notify_status": inst.status_text,
             "health": self.health_of(inst),

@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from corral import osproc
 from corral.daemon.dispatch import RequestError
+from corral.daemon.ordering import stop_waves
 from corral.daemon.registry import client_env
+from corral.deps import Graph
+from corral.deps import validate as validate_dependencies
+from corral.errors import ConfigError
 from corral.statemachine import Status
 
 if TYPE_CHECKING:
@@ -38,30 +42,57 @@ class ProcessCommands:
     async def start(self, args: dict[str, Any]) -> Any:
         configs = self.d.registry.validate(args["apps"])
         env = client_env(args.get("client_env"))
+        graph = self._graph(configs)
         # register every new app first (binding its sockets), so a socket that cannot be
         # bound starts nothing at all
         added, _ = self.d.registry.bind_all(configs, env, args.get("source"), redefine=False)
         touched: list[Instance] = []
+        launches: dict[str, Callable[[], None]] = {}
         for cfg in configs:
             app = self.sup.apps[cfg["name"]]
             if app in added:
                 if cfg["autostart"]:
-                    for inst in app.instances:
-                        self.sup.start(inst)
+
+                    def launch(app: App = app) -> None:
+                        for inst in app.instances:
+                            self.sup.start(inst)
+
+                    launches[app.name] = launch
                 touched.extend(app.instances)
                 continue
             changed = app.config != cfg
             new = self.sup.update_app(app, cfg, env if changed else None)
-            for inst in app.instances:
-                if inst in new or inst.state.status in RESTARTABLE:
-                    self.sup.start(inst)
-                elif changed and inst.state.status is not Status.STOPPING:
-                    self.sup.restart(inst)
+
+            def relaunch(app: App = app, new: list[Instance] = new, changed: bool = changed) -> None:
+                for inst in app.instances:
+                    if inst in new or inst.state.status in RESTARTABLE:
+                        self.sup.start(inst)
+                    elif changed and inst.state.status is not Status.STOPPING:
+                        self.sup.restart(inst)
+
+            launches[app.name] = relaunch
             touched.extend(app.instances)
+        finished = None
+        if any(graph.needs.get(n) for n in launches):
+            runner = self.d.start_in_order(graph, configs, launches)
+            if args.get("wait", True):
+                finished = await runner.wait()
+        else:
+            for launch in launches.values():
+                launch()
         if args.get("wait", True):
             await self.d.rollout.await_settled(touched)
         self.d.notify_systemd()
+        if finished is not None and not finished.ok:
+            raise RequestError("dependency_failed", "; ".join(f"{a}: {why}" for a, why in finished.failures))
         return self.reply([i for i in touched if i in i.app.instances])
+
+    def _graph(self, configs: list[dict[str, Any]]) -> Graph:
+        """The request's apps' depends_on, checked against them and the registered apps."""
+        try:
+            return validate_dependencies(configs, file="request", known=list(self.sup.apps))
+        except ConfigError as e:
+            raise RequestError("bad_config", e.render())
 
     # ------------------------------------------------------------ simple actions
 
@@ -73,7 +104,12 @@ class ProcessCommands:
         return self.reply(instances)
 
     async def stop(self, args: dict[str, Any]) -> Any:
-        return await self._apply(args, self.sup.stop)
+        instances = self.sup.select(args["target"])
+        for wave in stop_waves(self.sup, instances):  # dependents first, then what they need
+            for inst in wave:
+                self.sup.stop(inst)
+            await self.d.rollout.await_settled(wave)
+        return self.reply(instances)
 
     async def restart(self, args: dict[str, Any]) -> Any:
         instances = self.sup.select(args["target"])
