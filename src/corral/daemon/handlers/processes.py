@@ -53,11 +53,11 @@ class ProcessCommands:
             if app in added:
                 if cfg["autostart"]:
 
-                    def launch(app: App = app) -> None:
+                    def start_all(app: App = app) -> None:
                         for inst in app.instances:
                             self.sup.start(inst)
 
-                    launches[app.name] = launch
+                    launches[app.name] = start_all
                 touched.extend(app.instances)
                 continue
             changed = app.config != cfg
@@ -78,8 +78,8 @@ class ProcessCommands:
             if args.get("wait", True):
                 finished = await runner.wait()
         else:
-            for launch in launches.values():
-                launch()
+            for action in launches.values():
+                action()
         if args.get("wait", True):
             await self.d.rollout.await_settled(touched)
         self.d.notify_systemd()
