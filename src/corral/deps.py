@@ -91,7 +91,9 @@ def parse_depends_on(value: Any) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     seen: set[str] = set()
     for name, cond in items:
-        if isinstance(name, dict) and len(name) == 1:  # [{migrate = "completed"}] in YAML lists
+        if isinstance(name, dict) and set(name) == {"name", "condition"}:  # already normalised (sent to the daemon)
+            name, cond = name["name"], name["condition"]
+        elif isinstance(name, dict) and len(name) == 1:  # [{migrate = "completed"}] in YAML lists
             ((name, cond),) = name.items()
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"expected an app name, got {name!r}")

@@ -87,14 +87,14 @@ class HookSpec:
         return mask_url(self.url) if self.url else ("sh -c " + shlex.quote(self.command[0]) if self.shell else shlex.join(self.command))
 
 
-def _seconds(value: Any, what: str) -> float:
+def _ms(value: Any, what: str) -> int:
     try:
         ms = parse_duration_ms(value)
     except ValueError as e:
         raise ValueError(f"'{what}': {e}")
     if ms <= 0:
         raise ValueError(f"'{what}' must be more than 0")
-    return ms / 1000
+    return ms
 
 
 def _count(value: Any, where: str, what: str, minimum: int) -> int:
@@ -124,9 +124,9 @@ def parse_hook(table: Any, index: int = 0) -> dict[str, Any]:
         out["url"] = url
     else:
         if isinstance(command, str) and command.strip():
-            out["command"], out["shell"] = [command], True
+            out["command"] = command  # runs with /bin/sh -c
         elif isinstance(command, list) and command and all(isinstance(c, str) for c in command):
-            out["command"], out["shell"] = list(command), False
+            out["command"] = list(command)
         else:
             raise ValueError(f"{where}: 'command' must be a string or a list of strings")
     events = table.get("events", list(DEFAULT_EVENTS))
@@ -152,10 +152,10 @@ def parse_hook(table: Any, index: int = 0) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise ValueError(f"{where}: 'format' is json or slack, got {fmt!r}")
     out["format"] = fmt
-    try:
-        out["timeout"] = _seconds(table.get("timeout", "5s"), "timeout")
-        out["backoff"] = _seconds(table.get("backoff", "1s"), "backoff")
-        out["rate_period"] = _seconds(table.get("rate_period", "1m"), "rate_period")
+    try:  # durations in ms, like every other duration in a normalised app
+        out["timeout"] = _ms(table.get("timeout", "5s"), "timeout")
+        out["backoff"] = _ms(table.get("backoff", "1s"), "backoff")
+        out["rate_period"] = _ms(table.get("rate_period", "1m"), "rate_period")
     except ValueError as e:
         raise ValueError(f"{where}: {e}")
     out["retries"] = _count(table.get("retries", 3), where, "retries", 0)
@@ -179,19 +179,21 @@ def parse_hooks(value: Any) -> list[dict[str, Any]]:
 def spec_of(hook: Mapping[str, Any], *, app: str | None = None) -> HookSpec:
     """A normalised hook as a spec; an app's own hooks only fire for that app."""
     apps = frozenset(hook.get("apps") or ([app] if app else []))
+    command = hook.get("command")
+    shell = isinstance(command, str)
     return HookSpec(
         name=hook["name"],
         events=frozenset(hook["events"]),
         apps=apps,
         url=hook.get("url"),
-        command=tuple(hook.get("command") or ()),
-        shell=bool(hook.get("shell")),
+        command=(command,) if isinstance(command, str) else tuple(command or ()),
+        shell=shell,
         format=hook["format"],
-        timeout=hook["timeout"],
+        timeout=hook["timeout"] / 1000,
         retries=hook["retries"],
-        backoff=hook["backoff"],
+        backoff=hook["backoff"] / 1000,
         rate_limit=hook["rate_limit"],
-        rate_period=hook["rate_period"],
+        rate_period=hook["rate_period"] / 1000,
     )
 
 

@@ -55,6 +55,7 @@ def oneshot(name: str, needs: Any = None, **kw: Any) -> dict[str, Any]:
 )
 def test_parse(value: Any, parsed: list[dict[str, str]]) -> None:
     assert deps.parse_depends_on(value) == parsed
+    assert deps.parse_depends_on(parsed) == parsed  # normalised values parse to themselves
 
 
 @pytest.mark.parametrize(

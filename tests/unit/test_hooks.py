@@ -35,10 +35,14 @@ def test_defaults_and_slack_detection() -> None:
     (h,) = hooks.parse_hooks({"url": URL})
     assert h["format"] == "slack"
     assert h["events"] == sorted(hooks.DEFAULT_EVENTS)
-    assert (h["timeout"], h["retries"], h["backoff"], h["rate_limit"], h["rate_period"]) == (5.0, 3, 1.0, 10, 60.0)
+    assert (h["timeout"], h["retries"], h["backoff"], h["rate_limit"], h["rate_period"]) == (5000, 3, 1000, 10, 60000)
     (c,) = hooks.parse_hooks([{"command": "./notify.sh $X", "events": "all", "timeout": "2s"}])
-    assert c["shell"] is True and c["command"] == ["./notify.sh $X"] and c["format"] == "json" and c["timeout"] == 2.0
+    assert c["command"] == "./notify.sh $X" and c["format"] == "json" and c["timeout"] == 2000
     assert "log-rotated" in c["events"]
+    spec = hooks.spec_of(c)
+    assert spec.shell and spec.command == ("./notify.sh $X",) and spec.timeout == 2.0
+    # normalised tables parse to themselves (the daemon checks what the CLI sent)
+    assert hooks.parse_hooks([h, c]) == [h, c]
 
 
 @pytest.mark.parametrize(
