@@ -415,6 +415,27 @@ def cmd_logs(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_events(ns: argparse.Namespace) -> int:
+    """``corral events [--json] [name...]``: the kept events, then live ones (see docs/events.md)."""
+    from corral.events import ProcessEvent, render_lines
+
+    args: dict[str, Any] = {"names": list(ns.names), "last": ns.lines, "follow": not ns.nostream}
+    fields = set(ProcessEvent.__dataclass_fields__)
+    try:
+        for msg in _client().stream("events", args):
+            if msg.get("stream") == "end":
+                break
+            if msg.get("stream") != "event":
+                continue
+            event = ProcessEvent(**{k: v for k, v in msg.items() if k in fields})
+            for text in render_lines([event], as_json=ns.json):
+                sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+    except (KeyboardInterrupt, BrokenPipeError):
+        return 0
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -520,6 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--until", help="only lines up to then (implies --nostream)")
     lg.add_argument("--grep", help="only lines matching this regular expression")
     lg.set_defaults(func=cmd_logs)
+
+    ev = sub.add_parser("events", help="show and follow process events")
+    ev.add_argument("names", nargs="*", metavar="name")
+    ev.add_argument("--json", action="store_true", help="one JSON object per line")
+    ev.add_argument("--lines", type=int, default=20, help="kept events shown first (default 20)")
+    ev.add_argument("--nostream", action="store_true", help="print the kept events and exit")
+    ev.set_defaults(func=cmd_events)
 
     fl = sub.add_parser("flush", help="empty log files")
     fl.add_argument("targets", nargs="*", metavar="name|id|all")

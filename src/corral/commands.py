@@ -143,6 +143,18 @@ SUBSCRIBE = Command(
     streaming=True,
 )
 
+EVENTS = Command(
+    "events",
+    "Stream process events (started, online, ready, unhealthy, healthy, exited, restarting, errored, stopped, reloaded, log-rotated, waiting, blocked): first the last ones the daemon keeps, then live ones.",
+    (
+        Param("names", "list[str]", "Only these apps (default: every app).", default=[]),
+        Param("last", "int", "Kept events to send first.", default=20),
+        Param("follow", "bool", "Keep streaming after them.", default=True),
+    ),
+    "stream of {stream: event, seq, time, kind, app, instance, pid, reason, code, signal, message}",
+    streaming=True,
+)
+
 COMMANDS: tuple[Command, ...] = (
     PING,
     START,
@@ -163,6 +175,7 @@ COMMANDS: tuple[Command, ...] = (
     KILL,
     HEALTH,
     HISTORY,
+    EVENTS,
     SUBSCRIBE,
 )
 

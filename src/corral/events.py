@@ -73,7 +73,7 @@ class ProcessEvent:
             extra.append(f"code {self.code}")
         if self.signal:
             extra.append(self.signal)
-        if self.reason:
+        if self.reason and self.reason != self.message:
             extra.append(self.reason)
         text = f"{who} {self.kind}" + (f" ({', '.join(extra)})" if extra else "")
         return f"{text}: {self.message}" if self.message else text

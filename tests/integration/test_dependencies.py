@@ -237,3 +237,35 @@ def test_event_counters_on_metrics(corral: Corral, stamps: Path) -> None:
         return 'corral_events_total{kind="restarting",reason="crash"}' in text and 'corral_events_total{kind="exited",reason=""}' in text
 
     wait_until(restarts_counted, timeout=15)
+
+
+def test_events_command_replays_and_follows(corral: Corral, stamps: Path) -> None:
+    import subprocess
+    import sys
+
+    write(corral.cwd / "ecosystem.toml", ecosystem(app("m", "exit0", autorestart=False), app("svc", depends_on=["m"])))
+    corral.run("start", "ecosystem.toml")
+    kept = [json.loads(line) for line in corral.run("events", "--json", "--nostream", "--lines", "50").stdout.splitlines()]
+    kinds = [(e["app"], e["kind"]) for e in kept]
+    assert ("svc", "waiting") in kinds and ("m", "exited") in kinds and ("svc", "online") in kinds
+    assert kinds.index(("m", "exited")) < kinds.index(("svc", "started"))
+    assert [e["seq"] for e in kept] == sorted(e["seq"] for e in kept)
+    only = corral.run("events", "svc", "--nostream", "--lines", "50").stdout
+    assert "svc#0 online" in only and "svc waiting: waiting for m (completed_successfully)" in only and " m exited" not in only and "m#0" not in only
+    follower = subprocess.Popen([sys.executable, "-m", "corral", "events", "--json", "--lines", "1", "svc"], cwd=corral.cwd, env=corral.env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout is not None
+        # the daemon writes the replayed event and subscribes in one loop turn: once the
+        # first line is read, nothing later can be missed
+        assert json.loads(follower.stdout.readline())["app"] == "svc"
+        corral.run("restart", "svc")
+        seen: list[str] = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and "online" not in seen:
+            line = follower.stdout.readline()
+            if line:
+                seen.append(json.loads(line)["kind"])
+        assert "restarting" in seen and "online" in seen, seen
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)

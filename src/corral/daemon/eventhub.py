@@ -127,6 +127,46 @@ class EventHub:
         if q in self.followers:
             self.followers.remove(q)
 
+    async def stream(self, args: dict[str, Any], req_id: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The ``events`` command: the kept events, then live ones until the client leaves."""
+        from corral import protocol
+
+        names = set(args.get("names") or [])
+
+        def wanted(e: ProcessEvent) -> bool:
+            return not names or e.app in names
+
+        def line(e: ProcessEvent) -> bytes:
+            return protocol.encode({"v": protocol.VERSION, "stream": "event", **e.to_dict()})
+
+        writer.write(protocol.encode(protocol.ok(req_id, {"names": sorted(names), "last_seq": self.ring.last_seq})))
+        kept = [e for e in self.ring if wanted(e)]
+        for e in kept[-args["last"]:] if args["last"] > 0 else []:
+            writer.write(line(e))
+        if not args["follow"]:
+            writer.write(protocol.encode({"v": protocol.VERSION, "stream": "end"}))
+            await writer.drain()
+            return
+        q = self.follow()
+        closed = asyncio.get_running_loop().create_task(reader.read())
+        try:
+            await writer.drain()
+            while not closed.done():
+                getter = asyncio.get_running_loop().create_task(q.get())
+                await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    break
+                event = getter.result()
+                if event is None:
+                    break
+                if wanted(event):
+                    writer.write(line(event))
+                    await writer.drain()
+        finally:
+            closed.cancel()
+            self.unfollow(q)
+
     def last(self, n: int, app: str | None = None) -> list[dict[str, Any]]:
         return [e.to_dict() for e in self.ring.last(n, app)]
 

@@ -166,12 +166,12 @@ class Supervisor:
         before = inst.state
         new, effects = step(before, event, self.clock())
         inst.state = new
-        for effect in effects:
-            self.perform(inst, effect)
-        if self.change_listeners:
+        if self.change_listeners:  # before the effects: a spawn dispatches its own step inside them
             for change in transition_events(before, new, event):
                 for listener in list(self.change_listeners):
                     listener(inst, change)
+        for effect in effects:
+            self.perform(inst, effect)
         self._notify()
 
     def _notify(self) -> None:
