@@ -269,3 +269,34 @@ def test_events_command_replays_and_follows(corral: Corral, stamps: Path) -> Non
     finally:
         follower.terminate()
         follower.wait(timeout=10)
+
+
+@pytest.mark.parametrize(("code", "expected"), [(5, 5), (0, None)])
+def test_runtime_honours_the_order_and_exits_with_a_failing_one_shots_code(tmp_path: Path, code: int, expected: int | None) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "rt"
+    stamps = folder / "stamps"
+    stamps.mkdir(parents=True)
+    write(folder / "app.py", APP)
+    write(folder / "ecosystem.toml", ecosystem(app("migrate", f"exit{code}", autorestart=False), app("web", depends_on=["migrate"])))
+    env = dict(__import__("os").environ, CORRAL_HOME=str(tmp_path / "rt-home"), STAMPS=str(stamps))
+    proc = subprocess.Popen([sys.executable, "-m", "corral", "runtime", "ecosystem.toml"], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if expected is not None:
+            out, err = proc.communicate(timeout=30)
+            assert proc.returncode == expected, err
+            assert "web: not started: migrate failed: exited with code 5" in err
+            assert stamp(stamps, "web", "start") is None
+        else:
+            web = wait_until(lambda: stamp(stamps, "web", "start"), timeout=20)
+            end = stamp(stamps, "migrate", "end")
+            assert end is not None and end <= web
+            proc.terminate()
+            proc.communicate(timeout=30)
+            assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
