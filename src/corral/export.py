@@ -591,6 +591,12 @@ def add_dependency_containers(loaded: Loaded, deployments: dict[str, tuple[list[
         if not needs or app["name"] not in deployments:
             continue
         head, deployment = deployments[app["name"]]
+        if deployment["metadata"]["annotations"].get(f"{ANNOTATION}strategy") == "runtime":
+            # corral-runtime --only <app> starts what the app depends on first, in its pod
+            names = [d.name for d in needs if d.name in by_name]
+            head.append(f"- depends_on {', '.join(names)}: corral-runtime runs them in this pod first, in order")
+            consumed.update(names)
+            continue
         pod = deployment["spec"]["template"]["spec"]
         inits: list[dict[str, Any]] = []
         notes: list[str] = []

@@ -116,9 +116,8 @@ def validate(docs: list[dict[str, Any]]) -> None:
         kv.validate(d, version, strict=True)
 
 
-@pytest.mark.parametrize("strategy", ["pods", "runtime"])
-def test_kubernetes_init_containers_and_sidecars(eco: Path, capsys: pytest.CaptureFixture[str], strategy: str) -> None:
-    code, out, err = run(capsys, "export", "kubernetes", str(eco), "--image", "acme:1", "--strategy", strategy)
+def test_kubernetes_init_containers_and_sidecars(eco: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "export", "kubernetes", str(eco), "--image", "acme:1")
     assert code == 0, err
     docs = docs_of(out)
     validate(docs)
@@ -139,6 +138,18 @@ def test_kubernetes_init_containers_and_sidecars(eco: Path, capsys: pytest.Captu
     job = find(docs, "Job", "report")
     assert job is not None and job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert "init container" in out and "native sidecar" in out
+
+
+def test_kubernetes_runtime_strategy_runs_dependencies_in_the_pod(eco: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "export", "kubernetes", str(eco), "--image", "acme:1", "--strategy", "runtime")
+    assert code == 0, err
+    docs = docs_of(out)
+    validate(docs)
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"} == {"web"}
+    assert find(docs, "Job", "report") is not None  # corral-runtime exits 0 once its one-shot did
+    web = find(docs, "Deployment", "web")
+    assert web is not None and "initContainers" not in web["spec"]["template"]["spec"]
+    assert "corral-runtime runs them in this pod first" in out
 
 
 def test_the_wait_snippet_waits_for_a_port_and_gives_up(tmp_path: Path) -> None:

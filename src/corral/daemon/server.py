@@ -169,7 +169,8 @@ class Daemon:
         if self.systemd.sent or not self.systemd.wanted():
             return
         apps = [a for a in self.sup.apps.values() if a.config["autostart"]]
-        if all(i.state.status is Status.ONLINE for a in apps for i in a.instances):
+        done = [a for a in apps if not a.config.get("autorestart", True) and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in a.instances)]
+        if all(i.state.status is Status.ONLINE for a in apps if a not in done for i in a.instances):
             self.systemd.ready(f"{sum(len(a.instances) for a in apps)} processes online")
 
     def _on_event_for_systemd(self, ev: dict[str, Any]) -> None:

@@ -177,6 +177,8 @@ def app_health(app: App) -> tuple[bool, str]:
     online = [i for i in app.instances if i.state.status is Status.ONLINE]
     if not app.instances:
         return False, f"{app.name}: no instances"
+    if not app.config.get("autorestart", True) and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in app.instances):
+        return True, f"{app.name}: completed (a one-shot app that exited 0)"
     if len(online) < want:
         bad = next(i for i in app.instances if i.state.status is not Status.ONLINE)
         return False, f"{app.name}: {len(online)}/{want} online ({bad.name}:{bad.id} is {bad.state.status}{': ' + bad.state.reason if bad.state.reason else ''})"
