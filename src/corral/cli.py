@@ -169,6 +169,8 @@ def _action(cmd: str, extra: dict[str, Any] | None = None) -> Any:
         if cmd == "restart" and getattr(ns, "update_env", False):
             args["update_env"] = True
             args["client_env"] = dict(os.environ)
+        if cmd == "restart" and getattr(ns, "with_dependents", False):
+            args["with_dependents"] = True
         client = _client()
         result = client.call(cmd, args)
         processes = result.get("processes", [])
@@ -206,6 +208,8 @@ def cmd_reload(ns: argparse.Namespace) -> int:
         args["source"] = str(Path(first).resolve())
     else:
         args["target"] = _targets(ns.targets)
+        if ns.with_dependents:
+            args["with_dependents"] = True
     out = client.call("reload", args)
     for name in out["started"]:
         sys.stderr.write(f"[corral] started {name} (new in the file)\n")
@@ -494,12 +498,14 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("targets", nargs="*", metavar="name|id|namespace|all")
         if name == "restart":
             a.add_argument("--update-env", action="store_true", help="give the processes this shell's environment")
+            a.add_argument("--with-dependents", action="store_true", help="then restart the apps that depend on them (depends_on), in order")
         a.set_defaults(func=_action(name))
 
     rl = sub.add_parser("reload", help="zero-downtime reload (or apply a changed ecosystem file)")
     rl.add_argument("targets", nargs="*", metavar="name|id|namespace|all|FILE", default=["all"])
     rl.add_argument("--env", help="with a file: use env_<NAME>")
     rl.add_argument("--only", help="with a file: only these apps")
+    rl.add_argument("--with-dependents", action="store_true", help="then reload the apps that depend on them (depends_on), in order")
     rl.set_defaults(func=cmd_reload)
 
     sc = sub.add_parser("scale", help="change the number of instances of an app")

@@ -300,3 +300,20 @@ def test_runtime_honours_the_order_and_exits_with_a_failing_one_shots_code(tmp_p
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_restart_with_dependents(corral: Corral, stamps: Path) -> None:
+    write(corral.cwd / "ecosystem.toml", ecosystem(
+        app("db", kill_signal="SIGTERM"),
+        app("api", depends_on=["db"], kill_signal="SIGTERM"),
+        app("lone", kill_signal="SIGTERM"),
+    ))
+    corral.run("start", "ecosystem.toml")
+    before = {n: wait_until(lambda n=n: stamp(stamps, n, "start")) for n in ("db", "api", "lone")}
+    corral.run("restart", "db", "--with-dependents", timeout=60)
+    db = wait_until(lambda: (s := stamp(stamps, "db", "start")) is not None and s > before["db"] and s)
+    api = wait_until(lambda: (s := stamp(stamps, "api", "start")) is not None and s > before["api"] and s)
+    assert api >= db  # the dependent came back after what it needs
+    assert stamp(stamps, "lone", "start") == before["lone"]  # others untouched
+    procs = {p["name"]: p for p in corral.jlist()}
+    assert procs["api"]["restarts"] == 1 and procs["db"]["restarts"] == 1 and procs["lone"]["restarts"] == 0

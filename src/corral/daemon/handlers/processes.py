@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from corral import osproc
 from corral.daemon.dispatch import RequestError
-from corral.daemon.ordering import stop_waves
+from corral.daemon.ordering import graph_of, stop_waves
 from corral.daemon.registry import client_env
-from corral.deps import Graph
+from corral.deps import Graph, start_levels, with_dependents
 from corral.deps import validate as validate_dependencies
 from corral.errors import ConfigError
 from corral.statemachine import Status
@@ -111,7 +111,29 @@ class ProcessCommands:
             await self.d.rollout.await_settled(wave)
         return self.reply(instances)
 
+    def _with_dependents(self, instances: list[Instance]) -> list[list[Instance]]:
+        """The targets, then the apps that depend on them, wave by wave in start order."""
+        graph = graph_of(self.sup.apps.values())
+        names = with_dependents(graph, {i.app.name for i in instances})
+        chosen = {i.id for i in instances}
+        waves = []
+        for level in start_levels(graph, names):
+            wave = [i for i in self.sup.instances() if i.app.name in level and (i.id in chosen or i.app.name not in {x.app.name for x in instances})]
+            if wave:
+                waves.append(wave)
+        return waves
+
     async def restart(self, args: dict[str, Any]) -> Any:
+        if args.get("with_dependents"):
+            done: list[Instance] = []
+            for wave in self._with_dependents(self.sup.select(args["target"])):
+                planned = {inst.id: inst.state.restarts + 1 for inst in wave}
+                for inst in wave:
+                    self.sup.restart(inst)
+                for inst in wave:  # the next wave once this one is ready again
+                    await self.d.rollout.wait_ready(inst, restarts=planned[inst.id])
+                done.extend(wave)
+            return self.reply(done)
         instances = self.sup.select(args["target"])
         if args.get("update_env"):
             env = client_env(args.get("client_env"))
@@ -180,7 +202,9 @@ class ProcessCommands:
             targets = self._apply_file(args, started, deleted)
         else:
             seen: dict[int, App] = {}
-            for inst in self.sup.select(args["target"]):
+            selected = self.sup.select(args["target"])
+            waves = self._with_dependents(selected) if args.get("with_dependents") else [selected]
+            for inst in (i for wave in waves for i in wave):
                 seen.setdefault(id(inst.app), inst.app)
             targets = list(seen.values())
         results = []
