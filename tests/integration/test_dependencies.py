@@ -109,6 +109,11 @@ def test_a_failing_migration_stops_the_chain(corral: Corral, stamps: Path) -> No
     assert procs["worker"]["status"] == "blocked"
     assert procs["other"]["status"] == "online"  # independent apps are not held back
     assert stamp(stamps, "web", "start") is None and stamp(stamps, "worker", "start") is None
+    table = corral.run("ls").stdout
+    assert "blocked" in table and "Traceback" not in table
+    described = corral.run("describe", "web").stdout
+    assert "depends on" in described and "migrate (completed_successfully)" in described
+    assert "web blocked (not started: migrate failed: exited with code 3)" in described
 
 
 def test_a_slow_healthy_dependency_is_waited_for(corral: Corral, stamps: Path) -> None:

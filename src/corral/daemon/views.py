@@ -127,6 +127,7 @@ class Views:
             v[key] = cfg[key]
         v["logs"] = log_paths
         v["pid_file"] = cfg.get("pid_file")
+        v["depends_on"] = cfg.get("depends_on") or []
         for key in (
             "autorestart",
             "max_restarts",
