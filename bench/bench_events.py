@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 from harness import REPO
 from run import Ctx, Row, benchmark, progress
@@ -131,3 +132,101 @@ def bench_deps_plan(ctx: Ctx) -> list[Row]:
 
 
 
+
+
+CHAIN_APP = textwrap.dedent(
+    """
+    import os, socket, sys, time
+    t0 = time.monotonic()
+    name = sys.argv[1]
+    time.sleep(float(sys.argv[2]))          # the app's own start work
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    addr = os.environ["NOTIFY_SOCKET"]
+    s.connect("\\0" + addr[1:] if addr.startswith("@") else addr)
+    t1 = time.monotonic()
+    s.send(b"READY=1")
+    with open(os.path.join(os.environ["STAMPS"], name), "w") as f:
+        f.write(f"{t0!r} {t1!r}")
+    while True:
+        time.sleep(1)
+    """
+)
+
+
+@benchmark(
+    "deps_chain",
+    "Start of a 10-app dependency chain",
+    "10 apps, each `depends_on` the previous one with `ready` (`wait_ready`: the app sends READY=1 after 50 ms of "
+    "its own start work), started with one `corral start` on a running daemon. Each app stamps CLOCK_MONOTONIC at its "
+    "first line and when it sends READY=1. Per edge: the gap from an app's READY=1 to the next app's first line, "
+    "with the interpreter's own start (`python -c pass`) measured in the same run for comparison; and, from the daemon's event "
+    "ring, READY=1 of one app handled -> the next app spawned: what Corral adds per edge (READY=1 read, the "
+    "planner's decision, the spawn). Also the whole chain: from issuing `start` until it returns "
+    "(every app ready), vs the sum of the apps' own start times. 5 trials. PM2 has no dependencies.",
+)
+def bench_deps_chain(ctx: Ctx) -> list[Row]:
+    import json as _json
+    import os
+    import shutil
+    import tempfile
+
+    trials = ctx.pick(5, 2)
+    py = ctx.python
+    boot = []
+    for _ in range(10):
+        t = time.perf_counter()
+        subprocess.run([py, "-c", "pass"], check=True)
+        boot.append(time.perf_counter() - t)
+    interp = statistics.median(boot)
+    gaps: list[float] = []
+    totals: list[float] = []
+    owns: list[float] = []
+    daemon_edges: list[float] = []
+    for trial in range(trials):
+        work = Path(tempfile.mkdtemp(prefix="bench-corral-chain-"))
+        home = work / "home"
+        stamps = work / "stamps"
+        stamps.mkdir()
+        (work / "app.py").write_text(CHAIN_APP)
+        lines = []
+        for i in range(10):
+            lines += ["[[apps]]", f'name = "a{i}"', 'script = "app.py"', f'args = ["a{i}", "0.05"]', f'interpreter = "{py}"', "wait_ready = true", 'listen_timeout = "20s"']
+            if i:
+                lines.append(f'depends_on = {{ a{i - 1} = "ready" }}')
+        (work / "ecosystem.toml").write_text("\n".join(lines) + "\n")
+        env = dict(os.environ, CORRAL_HOME=str(home), STAMPS=str(stamps), PYTHONPYCACHEPREFIX=str(REPO / "bench" / ".work" / "pycache"))
+        corral = [sys.executable, "-m", "corral"]
+        try:
+            subprocess.run([*corral, "ping"], env=env, cwd=work, check=True, capture_output=True)
+            t0 = time.monotonic()
+            subprocess.run([*corral, "start", "ecosystem.toml"], env=env, cwd=work, check=True, capture_output=True, timeout=120)
+            total = time.monotonic() - t0
+            got = {p.name: tuple(map(float, p.read_text().split())) for p in stamps.iterdir()}
+            assert len(got) == 10, sorted(got)
+            for i in range(1, 10):
+                gaps.append(got[f"a{i}"][0] - got[f"a{i - 1}"][1])
+            own = sum(b - a for a, b in got.values())
+            totals.append(total)
+            owns.append(own)
+            jl = _json.loads(subprocess.run([*corral, "jlist"], env=env, cwd=work, capture_output=True, text=True).stdout)
+            assert all(p["status"] == "online" for p in jl)
+            # the daemon's own view: READY=1 of a(i-1) handled -> a(i) spawned (its event ring's times)
+            evs = [_json.loads(x) for x in subprocess.run([*corral, "events", "--json", "--nostream", "--lines", "200"], env=env, cwd=work, capture_output=True, text=True).stdout.splitlines()]
+            ready = {e["app"]: e["time"] for e in evs if e["kind"] == "ready"}
+            started = {e["app"]: e["time"] for e in evs if e["kind"] == "started"}
+            for i in range(1, 10):
+                daemon_edges.append(started[f"a{i}"] - ready[f"a{i - 1}"])
+        finally:
+            subprocess.run([*corral, "kill"], env=env, cwd=work, capture_output=True, timeout=60)
+            shutil.rmtree(work, ignore_errors=True)
+        progress(f"  deps_chain trial {trial + 1}: start returned after {total * 1000:.0f} ms; apps' own start {own * 1000:.0f} ms")
+    gap = statistics.median(gaps) * 1000
+    total_ms, own_ms = statistics.median(totals) * 1000, statistics.median(owns) * 1000
+    ctx.note("deps_chain", f"interpreter start (`python -c pass`, median of 10): {interp * 1000:.1f} ms; READY=1 -> next app's first line (spawn + the next interpreter's start), median over {len(gaps)} edges: {gap:.1f} ms (p90 {percentile(gaps, 90) * 1000:.1f} ms). The chain's total includes every app's interpreter start and the CLI's own; the daemon's share is the first row.")
+    return [
+        Row("overhead per edge in the daemon (READY=1 handled -> next app spawned), median", "ms", statistics.median(daemon_edges) * 1000, None, corral_target=20.0),
+        Row("the same, p90", "ms", percentile(daemon_edges, 90) * 1000, None),
+        Row("`start` of the chain until it returns (all ready)", "ms", total_ms, None),
+        Row("sum of the apps' own start times (first line -> READY=1)", "ms", own_ms, None),
+        Row("chain overhead per edge ((start - sum of own starts) / 9)", "ms", (total_ms - own_ms) / 9, None),
+    ]
