@@ -153,7 +153,7 @@ EVENTS = Command(
         Param("last", "int", "Kept events to send first.", default=20),
         Param("follow", "bool", "Keep streaming after them.", default=True),
     ),
-    "stream of {stream: event, seq, time, kind, app, instance, pid, reason, code, signal, message}",
+    "{names, last_seq, events: [event]}, then a stream of {stream: event, seq, time, kind, app, instance, pid, reason, code, signal, message} (the kept ones first)",
     streaming=True,
 )
 

@@ -13,6 +13,7 @@ tasks (corral.hooks.HookRunner) and a follower that falls behind loses the oldes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -139,13 +140,17 @@ class EventHub:
         def line(e: ProcessEvent) -> bytes:
             return protocol.encode({"v": protocol.VERSION, "stream": "event", **e.to_dict()})
 
-        writer.write(protocol.encode(protocol.ok(req_id, {"names": sorted(names), "last_seq": self.ring.last_seq})))
         kept = [e for e in self.ring if wanted(e)]
-        for e in kept[-args["last"]:] if args["last"] > 0 else []:
+        kept = kept[-args["last"]:] if args["last"] > 0 else []
+        # the kept events go in the reply (for a one-shot call) and as stream lines (for followers)
+        result = {"names": sorted(names), "last_seq": self.ring.last_seq, "events": [e.to_dict() for e in kept]}
+        writer.write(protocol.encode(protocol.ok(req_id, result)))
+        for e in kept:
             writer.write(line(e))
         if not args["follow"]:
             writer.write(protocol.encode({"v": protocol.VERSION, "stream": "end"}))
-            await writer.drain()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.drain()
             return
         q = self.follow()
         closed = asyncio.get_running_loop().create_task(reader.read())
@@ -163,6 +168,8 @@ class EventHub:
                 if wanted(event):
                     writer.write(line(event))
                     await writer.drain()
+        except (ConnectionError, OSError):
+            pass  # the follower left
         finally:
             closed.cancel()
             self.unfollow(q)
