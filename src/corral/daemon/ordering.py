@@ -20,7 +20,6 @@ from corral.startplan import StartPlanRunner, app_observation
 from corral.statemachine import Status
 
 if TYPE_CHECKING:
-    from corral.daemon.server import Daemon
     from corral.daemon.supervisor import App, Instance, Supervisor
 
 POLL = 0.1  # seconds: health changes do not always pass through the state machine
@@ -38,7 +37,7 @@ def observations(app: App) -> list[tuple[str, int | None]]:
 
 
 class StartOrder:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Any) -> None:  # the Daemon (its events, log and supervisor)
         self.d = daemon
         self.sup = daemon.sup
         self.tasks: set[asyncio.Task[None]] = set()
