@@ -34,10 +34,12 @@ def _call(cmd: str) -> object:
             if not chunk:
                 raise _Fallback()
             buf += chunk
+        reply = json.loads(buf)
+    except (OSError, ValueError):
+        raise _Fallback()  # a lost connection or a bad reply: the full CLI reports it
     finally:
         sock.close()
-    reply = json.loads(buf)
-    if not reply.get("ok"):
+    if not isinstance(reply, dict) or not reply.get("ok") or "result" not in reply:
         raise _Fallback()  # let the full CLI report it
     return reply["result"]
 
@@ -47,19 +49,23 @@ def _fast(argv: list[str]) -> int:
     flags = argv[1:]
     if verb in FAST_LIST and flags in ([], ["--json"]):
         processes = _call("list")
+        if not isinstance(processes, list):
+            raise _Fallback()
         if flags:
             sys.stdout.write(json.dumps(processes, indent=2) + "\n")
             return 0
         from corral import render
 
-        render.write(render.table(processes, colour=render.use_colour(sys.stdout)))  # type: ignore[arg-type]
+        render.write(render.table(processes, colour=render.use_colour(sys.stdout)))
         return 0
     if verb == "jlist" and not flags:
         sys.stdout.write(json.dumps(_call("list")) + "\n")
         return 0
     if verb == "ping" and not flags:
         result = _call("ping")
-        sys.stdout.write(json.dumps({"msg": "pong", **result}) + "\n")  # type: ignore[dict-item]
+        if not isinstance(result, dict):
+            raise _Fallback()
+        sys.stdout.write(json.dumps({"msg": "pong", **result}) + "\n")
         return 0
     raise _Fallback()
 
@@ -72,7 +78,11 @@ def main() -> int:
         except _Fallback:
             pass
         except BrokenPipeError:
-            return 0
+            from corral.cli.common import quiet_stdout
+
+            return quiet_stdout()
+        except KeyboardInterrupt:
+            return 130
     from corral.cli import main as full
 
     return full()

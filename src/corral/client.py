@@ -5,6 +5,7 @@ Standard library only, and small: it is on the path of every CLI call.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -24,7 +25,6 @@ CONNECT_TIMEOUT = 15.0
 class Client:
     def __init__(self, home: Home | None = None) -> None:
         self.home = home or Home.from_env()
-        self._next_id = 1
 
     # ------------------------------------------------------------ connection
 
@@ -43,13 +43,17 @@ class Client:
         except (FileNotFoundError, ConnectionRefusedError):
             if not autostart:
                 raise DaemonError("the daemon is not running")
+        except OSError as e:
+            raise DaemonError(f"cannot reach the daemon at {self.home.socket} ({_why(e)})")
         proc = self.start_daemon()
         deadline = time.monotonic() + CONNECT_TIMEOUT
         delay = 0.005
         while True:
             try:
                 return self._connect()
-            except (FileNotFoundError, ConnectionRefusedError):
+            except OSError as e:
+                if not isinstance(e, FileNotFoundError | ConnectionRefusedError):
+                    raise DaemonError(f"cannot reach the daemon at {self.home.socket} ({_why(e)})")
                 code = proc.poll()
                 if code not in (None, 0):
                     raise DaemonError(f"the daemon failed to start (exit code {code}): {self._log_tail()}")
@@ -91,44 +95,76 @@ class Client:
     # ------------------------------------------------------------ requests
 
     def call(self, cmd: str, args: dict[str, Any] | None = None, *, autostart: bool = True) -> Any:
-        sock = self.connect(autostart=autostart)
+        with self.session(autostart=autostart) as s:
+            return s.call(cmd, args)
+
+    def session(self, *, autostart: bool = True) -> Session:
+        """One connection for several requests (the daemon answers them in order)."""
+        return Session(self.connect(autostart=autostart))
+
+    def stream(self, cmd: str, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        with self.session() as s:
+            s.call(cmd, args)
+            while True:
+                msg = s.read()
+                if msg is None:
+                    return
+                yield msg
+
+
+class Session:
+    """Requests over one open connection; a lost connection is a DaemonError, never an OSError."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.file = sock.makefile("rb")
+        self._next_id = 1
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def call(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
+        req_id = self._next_id
+        self._next_id += 1
         try:
-            req_id = self._next_id
-            self._next_id += 1
-            sock.sendall(protocol.request(cmd, args, req_id))
-            reply = _read_message(sock.makefile("rb"))
-        finally:
-            sock.close()
+            self.sock.sendall(protocol.request(cmd, args, req_id))
+        except OSError as e:
+            raise DaemonError(f"lost the connection to the daemon ({_why(e)})")
+        reply = self.read()
         if reply is None:
             raise DaemonError("the daemon closed the connection without answering")
         return unwrap(reply)
 
-    def stream(self, cmd: str, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        sock = self.connect()
+    def read(self) -> dict[str, Any] | None:
+        """The next message, or None at a clean end of the connection."""
         try:
-            sock.sendall(protocol.request(cmd, args, 1))
-            f = sock.makefile("rb")
-            first = _read_message(f)
-            if first is None:
-                raise DaemonError("the daemon closed the connection without answering")
-            unwrap(first)
-            while True:
-                msg = _read_message(f)
-                if msg is None:
-                    return
-                yield msg
-        finally:
-            sock.close()
+            line = self.file.readline()
+        except OSError as e:
+            raise DaemonError(f"lost the connection to the daemon ({_why(e)})")
+        if not line:
+            return None
+        if not line.endswith(b"\n"):
+            raise DaemonError("the daemon closed the connection in the middle of a reply")
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            raise DaemonError("the daemon sent a malformed reply")
+        if not isinstance(msg, dict):
+            raise DaemonError("the daemon sent a malformed reply")
+        return msg
 
 
-def _read_message(f: Any) -> dict[str, Any] | None:
-    line = f.readline()
-    if not line:
-        return None
-    msg = json.loads(line)
-    if not isinstance(msg, dict):
-        raise DaemonError("the daemon sent a malformed reply")
-    return msg
+def _why(e: OSError) -> str:
+    return e.strerror or type(e).__name__
 
 
 def unwrap(reply: dict[str, Any]) -> Any:

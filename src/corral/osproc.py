@@ -324,15 +324,6 @@ def descendants(pid: int) -> list[int]:
         return []
 
 
-def signal_pids(pids: list[int], sig: str | int) -> None:
-    num = signal_number(sig) if isinstance(sig, str) else sig
-    for pid in pids:
-        try:
-            os.kill(pid, num)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 def close_fd(fd: int | None) -> None:
     if fd is None:
         return

@@ -104,34 +104,44 @@ def table(processes: list[dict[str, Any]], *, width: int | None = None, colour: 
     return "\n".join(out) + "\n"
 
 
+# A process's own fields (not config keys), in the order describe shows them.
+STATE_FIELDS = (
+    "name", "id", "namespace", "status", "reason", "instance", "mode", "pid", "restarts",
+    "unstable_restarts", "uptime", "cpu", "memory", "user", "exit_code", "exit_signal",
+)
+# Config keys shown elsewhere in describe, or already among the state fields.
+_NOT_AS_KEYS = {"name", "namespace", "env", "health", "exec_mode"}
+
+
+def _state_text(key: str, v: Any) -> str:
+    if key == "uptime":
+        return format_duration(v) if v is not None else "-"
+    if key == "memory":
+        return format_bytes(v) if v is not None else "-"
+    if key == "cpu":
+        return f"{v:.1f}%" if v is not None else "-"
+    return "-" if v is None or v == "" else str(v)
+
+
+def key_text(key: Any, v: Any) -> str:
+    """A config value as describe shows it, formatted by the key's declared unit."""
+    from corral.config.keys import format_amount
+
+    unit = key.bounds.unit if key.bounds is not None else ""
+    if v is None or v == "" or v == [] or v == {}:
+        return "-"
+    if unit and isinstance(v, int | float) and not isinstance(v, bool):
+        return format_amount(v, unit) if v else ("0" if unit == "ms" else "-")
+    if isinstance(v, list):
+        return " ".join(str(x.get("address", x)) if isinstance(x, dict) else str(x) for x in v)
+    return str(v)
+
+
 def describe(p: dict[str, Any]) -> str:
-    rows: list[tuple[str, str]] = []
-    for key in (
-        "name", "id", "namespace", "status", "reason", "instance", "mode", "pid", "restarts",
-        "unstable_restarts", "uptime", "cpu", "memory", "user", "exit_code", "exit_signal",
-        "script", "interpreter", "interpreter_args", "args", "cwd", "pid_file", "autorestart",
-        "max_restarts", "min_uptime", "restart_delay", "exp_backoff_restart_delay", "kill_timeout",
-        "kill_signal", "stop_exit_codes", "instances", "log_type", "log_date_format", "merge_logs",
-        "max_memory_restart", "watch", "cron_restart",
-    ):
-        if key not in p:
-            continue
-        v = p[key]
-        if key == "uptime":
-            text = format_duration(v) if v is not None else "-"
-        elif key == "memory":
-            text = format_bytes(v) if v is not None else "-"
-        elif key == "cpu":
-            text = f"{v:.1f}%" if v is not None else "-"
-        elif key in ("min_uptime", "restart_delay", "kill_timeout", "exp_backoff_restart_delay"):
-            text = f"{v} ms" if v is not None else "-"
-        elif key == "max_memory_restart":
-            text = format_bytes(v) if v else "-"
-        elif isinstance(v, list):
-            text = " ".join(map(str, v)) if v else "-"
-        else:
-            text = "-" if v is None or v == "" else str(v)
-        rows.append((key, text))
+    from corral.config.keys import KEYS
+
+    rows: list[tuple[str, str]] = [(k, _state_text(k, p[k])) for k in STATE_FIELDS if k in p]
+    rows.extend((key.name, key_text(key, p[key.name])) for key in KEYS if key.name in p and key.name not in _NOT_AS_KEYS)
     for stream, path in (p.get("logs") or {}).items():
         rows.append((stream, path or "off"))
     for err in p.get("log_errors") or []:
@@ -184,6 +194,7 @@ def now_str() -> str:
     return time.strftime("%H:%M:%S")
 
 
-def write(text: str, stream: TextIO = sys.stdout) -> None:
-    stream.write(text)
-    stream.flush()
+def write(text: str, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout  # looked up now: sys.stdout may have been replaced since import
+    out.write(text)
+    out.flush()

@@ -181,7 +181,7 @@ def test_dockerignore_keeps_what_is_copied_and_drops_the_rest(dockerfile: list[I
     for srcs, _ in copy_sources(dockerfile):
         for src in srcs:
             assert not dockerignored(src, patterns), src
-    for kept in ("src/corral/cli.py", "examples/webapp/webapp/app.py", "examples/webapp/webapp/templates/base.html"):
+    for kept in ("src/corral/cli/__init__.py", "examples/webapp/webapp/app.py", "examples/webapp/webapp/templates/base.html"):
         assert not dockerignored(kept, patterns), kept
     for dropped in (".git/config", ".venv/bin/python", "examples/webapp/data/webapp.db", "examples/webapp/logs/webapp-out.log", "src/corral/__pycache__/cli.cpython-311.pyc", "src/corral.egg-info/PKG-INFO", "tests/conftest.py", "bench/.work/x"):
         assert dockerignored(dropped, patterns), dropped

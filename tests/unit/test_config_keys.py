@@ -304,7 +304,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("listen", "host:99999", "expected 'HOST:PORT' or 'unix:/path', got 'host:99999'"),
     ("listen", "unix:", "'unix:' needs a path after 'unix:'"),
     ("listen", [True], "expected 'HOST:PORT', 'unix:/path' or a port, got True"),
-    ("port", 70000, "a port is 0 to 65535, got 70000"),
+    ("port", 70000, "must be from 0 to 65535, got 70000"),
     ("port", "http", "expected a whole number, got 'http'"),
 ]
 

@@ -273,17 +273,17 @@ def test_readiness_settles_on_the_fake_clock(world: World) -> None:
 
 def test_ready_1_makes_it_ready_at_once(world: World) -> None:
     (inst,) = world.app()
-    world.sup._on_notify(inst, 100, {"READY": "1", "STATUS": "warming up"})
+    world.sup.procs.on_notify(inst, 100, {"READY": "1", "STATUS": "warming up"})
     assert inst.is_ready() and inst.status_text == "warming up"
 
 
 def test_notify_from_outside_the_tree_is_ignored(world: World) -> None:
     (inst,) = world.app(wait_ready=True)
-    world.sup._on_notify(inst, 4242, {"READY": "1"})
+    world.sup.procs.on_notify(inst, 4242, {"READY": "1"})
     assert inst.state.status is Status.LAUNCHING
     assert any("ignored a notify datagram from pid 4242" in line for line in world.logs)
     grandchild = world.os.fork(100)
-    world.sup._on_notify(inst, grandchild, {"READY": "1"})
+    world.sup.procs.on_notify(inst, grandchild, {"READY": "1"})
     assert inst.state.status is Status.ONLINE and inst.is_ready()
 
 
@@ -350,7 +350,7 @@ def test_leftovers_get_the_grace_period_then_sigkill(world: World) -> None:
     world.loop.advance(1.0)
     assert world.os.group_signals[-1] == (100, "SIGKILL")
     assert world.os.tracked_signals[-1] == (in_group, "SIGKILL")
-    assert in_group in world.os.untracked and not world.sup.leftovers
+    assert in_group in world.os.untracked and not world.sup.procs.leftovers
 
 
 def test_leftovers_gone_before_the_grace_ends_are_not_signalled_by_number(world: World) -> None:
@@ -360,7 +360,7 @@ def test_leftovers_gone_before_the_grace_ends_are_not_signalled_by_number(world:
     left = world.os.fork(100, new_group=True)
     world.sup.stop(inst)
     world.exit(100, exit_status(sig=signal.SIGINT))
-    assert inst.state.status is Status.STOPPED and world.sup.leftovers
+    assert inst.state.status is Status.STOPPED and world.sup.procs.leftovers
     world.os.die(left)  # ... and its pid could now be reused
     sent = len(world.os.group_signals)
     world.loop.advance(1.0)
@@ -384,7 +384,7 @@ def test_watchdog_expiry_fails_the_instance(world: World) -> None:
     assert world.os.plans[0].env["WATCHDOG_USEC"] == "1000000"
     for _ in range(3):
         world.loop.advance(0.6)
-        world.sup._on_notify(inst, 100, {"WATCHDOG": "1"})
+        world.sup.procs.on_notify(inst, 100, {"WATCHDOG": "1"})
     assert inst.state.status is Status.ONLINE
     world.loop.advance(1.0)
     assert inst.state.status is Status.STOPPING and inst.state.after_stop is After.FAILED
@@ -397,14 +397,14 @@ def test_watchdog_with_wait_ready_starts_at_ready(world: World) -> None:
     (inst,) = world.app(watchdog_sec=500, wait_ready=True, listen_timeout=10000)
     world.loop.advance(3)
     assert inst.state.status is Status.LAUNCHING  # no watchdog before READY=1
-    world.sup._on_notify(inst, 100, {"READY": "1"})
+    world.sup.procs.on_notify(inst, 100, {"READY": "1"})
     world.loop.advance(0.5)
     assert inst.state.status is Status.STOPPING and "watchdog" in inst.state.reason
 
 
 def test_watchdog_trigger(world: World) -> None:
     (inst,) = world.app(watchdog_sec=5000)
-    world.sup._on_notify(inst, 100, {"WATCHDOG": "trigger"})
+    world.sup.procs.on_notify(inst, 100, {"WATCHDOG": "trigger"})
     assert inst.state.status is Status.STOPPING and "WATCHDOG=trigger" in inst.state.reason
     assert inst.watchdog is None
 

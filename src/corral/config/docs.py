@@ -213,10 +213,28 @@ def _status(key: Key) -> str:
     return f"**partly active**: {key.status}"
 
 
+def _range(key: Key) -> str:
+    if key.bounds is None:
+        return ""
+    b = key.bounds
+    text = f"{b.show(b.low)} to {b.show(b.high)}"
+    return f"{text} {b.note}" if b.note else text
+
+
+def _flags(key: Key) -> str:
+    out = []
+    for flag in key.flags:
+        names = " ".join(f"`{n}`" for n in flag.names)
+        if flag.kind == "switch":
+            names += f" (= `{json.dumps(flag.const)}`)"
+        out.append(names)
+    return ", ".join(out)
+
+
 def keys_table() -> str:
     lines = [
-        "| Key | Type | Default | Aliases | Status | Description |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| Key | Type | Default | Range | `corral start` flag | Aliases | Status | Description |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key in KEYS:
         lines.append(
@@ -227,6 +245,8 @@ def keys_table() -> str:
                     f"`{key.name}`",
                     key.type_doc,
                     _default(key),
+                    _range(key),
+                    _flags(key),
                     _aliases(key),
                     _status(key),
                     key.doc,
@@ -319,6 +339,14 @@ def render() -> str:
         " script directly. With `interpreter_args` ending in `-m`, `script` is a Python module"
         " name (`python -m script`). The interpreter must exist: `corral start` refuses a file"
         " whose interpreter is not found.",
+        "- **ranges**: every numeric key has a range (the Range column), checked wherever a"
+        " value comes from (file, command line, stdin JSON): a value outside it, `NaN`, an"
+        " infinity or a number string over 64 characters is an error naming the file, the app"
+        " and the key (exit 2), before anything starts. Durations go up to 30 days, sizes up to"
+        " 64T, `instances` from -1024 to 1024.",
+        "- **`corral start` flags**: the flag column lists the option that sets each key when"
+        " starting a script (`corral start app.py -i 4 --kill-timeout 5s`), PM2's spelling"
+        " first; docs/pm2.md maps PM2's whole CLI.",
         "",
         f"Keys marked **not yet active** ({', '.join(f'`{n}`' for n in inactive)}) are parsed"
         " and validated now, so a file that uses them is checked, but they change nothing until"

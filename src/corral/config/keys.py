@@ -22,9 +22,83 @@ Parser = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A ``corral start`` option that sets a key, spelled as PM2's CLI spells it.
+
+    ``kind`` says how the option takes its value:
+
+    - ``value``: one value (``--kill-timeout 5s``);
+    - ``switch``: no value, sets the key to ``const`` (``--no-autorestart``);
+    - ``append``: repeatable, each value may hold several separated by commas;
+    - ``variadic``: several values after one option (``--stop-exit-codes 0 3``), commas too;
+    - ``optional``: a value or none (``--watch`` = ``const``, ``--watch src``), repeatable.
+    """
+
+    names: tuple[str, ...]
+    kind: str = "value"
+    const: Any = True
+    # Turns the command-line text into what the key's parser takes (PM2's own units).
+    convert: Callable[[str], Any] | None = None
+    # PM2's CLI has this option; False: Corral's own.
+    pm2: bool = True
+    # Also applied to the apps of an ecosystem file, as PM2 does.
+    on_files: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range a numeric key accepts, inclusive; ``unit`` is how values are shown."""
+
+    low: float
+    high: float
+    unit: str = ""  # "ms", "bytes" or "" (a plain number)
+    note: str = ""
+
+    def check(self, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return  # symbolic values ("max") and "off" (None) are the parser's business
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        if not self.low <= value <= self.high:
+            note = f" {self.note}" if self.note else ""
+            raise ValueError(f"must be from {self.show(self.low)} to {self.show(self.high)}{note}, got {self.show(value)}")
+
+    def show(self, value: float) -> str:
+        return format_amount(value, self.unit)
+
+
+def format_amount(value: float, unit: str) -> str:
+    """A number in the unit a key is declared in: ``30d``, ``1500 ms``, ``64T``, ``1024``."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:g}" + (f" {unit}" if unit == "ms" else "")
+    n = int(value)
+    if len(str(abs(n))) > 24:
+        return f"a number of {len(str(abs(n)))} digits"
+    if unit == "ms" and n:
+        for suffix, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+            if n % size == 0:
+                return f"{n // size}{suffix}"
+        return f"{n} ms"
+    if unit == "bytes" and n:
+        for suffix, size in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+            if n % size == 0:
+                return f"{n // size}{suffix}"
+        return f"{n} bytes"
+    return str(n)
+
+
+# Ranges shared by several keys.
+MAX_INSTANCES = 1024
+DURATION = Bounds(0, 30 * 86_400_000, "ms")
+SIZE = Bounds(0, 64 * 1024**4, "bytes")
+MAX_NUMBER_TEXT = 64  # characters: a longer string is no number a key takes
+
+
+@dataclass(frozen=True)
 class Key:
     name: str
-    parse: Parser
+    parser: Parser
     default: Any
     doc: str
     type_doc: str
@@ -33,6 +107,28 @@ class Key:
     status: str = "active"
     # Values PM2 accepts that turn the key off (e.g. "/dev/null" for log files).
     examples: tuple[str, ...] = field(default=())
+    # The ``corral start`` options that set it.
+    flags: tuple[Flag, ...] = ()
+    # The range of a numeric key.
+    bounds: Bounds | None = None
+
+    def parse(self, value: Any) -> Any:
+        """The value normalised and checked against the key's range; ValueError says why not."""
+        if self.bounds is not None and isinstance(value, str) and len(value) > MAX_NUMBER_TEXT:
+            raise ValueError(f"expected {self.type_doc}, got a string of {len(value)} characters")
+        try:
+            out = self.parser(value)
+        except OverflowError:
+            raise ValueError(f"{short(value)} is out of range")
+        if self.bounds is not None:
+            self.bounds.check(out)
+        return out
+
+
+def short(value: Any, limit: int = 40) -> str:
+    """``repr`` of a value, cut to ``limit`` characters for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------- parsers
@@ -110,6 +206,8 @@ def p_bool(value: Any) -> bool:
 def p_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a whole number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a whole number, got {value!r}")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -119,7 +217,7 @@ def p_int(value: Any) -> int:
             return int(value.strip())
         except ValueError:
             pass
-    raise ValueError(f"expected a whole number, got {value!r}")
+    raise ValueError(f"expected a whole number, got {short(value)}")
 
 
 def p_nonneg_int(value: Any) -> int:
@@ -151,6 +249,15 @@ def p_opt_size(value: Any) -> int | None:
     if value is None or value is False:
         return None
     return parse_size(_finite(value)) or None
+
+
+def pm2_seconds(text: str) -> Any:
+    """PM2's ``--watch-delay``: a bare number is seconds (``4``), or a duration (``4000ms``, ``2s``)."""
+    t = text.strip()
+    try:
+        return float(t) * 1000 if t.replace(".", "", 1).isdigit() else t
+    except ValueError:
+        return t
 
 
 def p_args(value: Any) -> list[str]:
@@ -205,7 +312,7 @@ def p_instances(value: Any) -> int | str:
     try:
         n = p_int(value)
     except ValueError:
-        raise ValueError(f"expected a number, 'max' or -N (CPUs minus N), got {value!r}")
+        raise ValueError(f"expected a number, 'max' or -N (CPUs minus N), got {short(value)}")
     if n == 0:
         return "max"
     return n
@@ -343,17 +450,11 @@ def p_listen(value: Any) -> list[str]:
 def p_port(value: Any) -> int | None:
     if value is None:
         return None
-    n = p_int(value)
-    if not 0 <= n <= 65535:
-        raise ValueError(f"a port is 0 to 65535, got {n}")
-    return n
+    return p_int(value)
 
 
 def p_backlog(value: Any) -> int:
-    n = p_int(value)
-    if not 1 <= n <= 65535:
-        raise ValueError(f"a backlog is 1 to 65535, got {n}")
-    return n
+    return p_int(value)
 
 
 def p_health(value: Any) -> dict[str, Any] | None:
@@ -405,7 +506,7 @@ def p_opt_cpus(value: Any) -> float | None:
     try:
         n = float(value)
     except ValueError:
-        raise ValueError(f"expected a number of CPUs such as 0.5 or 2, got {value!r}")
+        raise ValueError(f"expected a number of CPUs such as 0.5 or 2, got {short(value)}")
     if n <= 0:
         raise ValueError(f"a CPU limit must be more than 0, got {value!r}")
     return n
@@ -444,60 +545,60 @@ def p_hooks(value: Any) -> list[dict[str, Any]]:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("name", p_name, None, "Name of the app; defaults to the script's file name without extension.", "string"),
+    Key("name", p_name, None, "Name of the app; defaults to the script's file name without extension.", "string", flags=(Flag(("-n", "--name")),)),
     Key("script", p_str, None, "File to run, or a program on PATH (`uvicorn`, `gunicorn`, `npm`...). Required.", "string", ("cmd", "exec")),
     Key("args", p_args, [], "Arguments passed to the script: a string (split like a shell) or a list.", "string or list"),
-    Key("interpreter", p_interpreter, None, "Program that runs the script. `none` runs it directly. Default by extension: `.py` -> the active virtualenv's python, else the one of Corral's own virtualenv, else python3; `.js` -> node; `.sh` -> bash; anything else runs directly.", "string", ("exec_interpreter",)),
-    Key("interpreter_args", p_args, [], "Arguments for the interpreter, before the script (e.g. `-u`, `-X dev`, `-m`).", "string or list", ("node_args",)),
-    Key("cwd", p_opt_str, None, "Working directory; relative to the ecosystem file's folder. Default: that folder.", "path"),
+    Key("interpreter", p_interpreter, None, "Program that runs the script. `none` runs it directly. Default by extension: `.py` -> the active virtualenv's python, else the one of Corral's own virtualenv, else python3; `.js` -> node; `.sh` -> bash; anything else runs directly.", "string", ("exec_interpreter",), flags=(Flag(("--interpreter",)),)),
+    Key("interpreter_args", p_args, [], "Arguments for the interpreter, before the script (e.g. `-u`, `-X dev`, `-m`).", "string or list", ("node_args",), flags=(Flag(("--interpreter-args", "--node-args")),)),
+    Key("cwd", p_opt_str, None, "Working directory; relative to the ecosystem file's folder. Default: that folder.", "path", flags=(Flag(("--cwd",)),)),
     Key("env", p_env, {}, "Environment variables; any scalar value becomes a string. `env_<name>` tables are merged over it with `--env <name>`.", "table"),
-    Key("instances", p_instances, 1, "How many instances: a number, `max` or `0` (one per CPU), `-N` (CPUs minus N).", "int or 'max'", ("instance_count",)),
-    Key("exec_mode", p_exec_mode, "fork", "`fork` or `cluster` (also PM2's `fork_mode`, `cluster_mode`). In cluster mode instances share the app's listening sockets.", "string"),
-    Key("instance_var", p_str, "NODE_APP_INSTANCE", "Environment variable holding the instance number (Corral also always sets `CORRAL_INSTANCE`).", "string"),
-    Key("increment_var", p_opt_str, None, "Environment variable incremented for each instance (e.g. `PORT`: 3000, 3001, ...).", "string"),
-    Key("namespace", p_namespace, "default", "Namespace: commands accept it in place of names.", "string"),
-    Key("autorestart", p_bool, True, "Restart the app when it exits on its own.", "bool", ("auto_restart",)),
-    Key("autostart", p_bool, True, "Start the app when its ecosystem file is started; `false` only registers it.", "bool"),
-    Key("max_restarts", p_nonneg_int, 16, "Unstable restarts in a row (each exit within `min_uptime`) before the app is marked `errored`.", "int"),
-    Key("min_uptime", p_duration, 1000, "Uptime below which an exit counts as unstable (`10s`, `2m`, or ms).", "duration"),
-    Key("restart_delay", p_duration, 0, "Delay before restarting a crashed app.", "duration"),
-    Key("exp_backoff_restart_delay", p_opt_duration, None, "Exponential backoff: first delay; multiplied by 1.5 after each crash, capped at 15 s, reset after 30 s of healthy run.", "duration"),
-    Key("stop_exit_codes", p_exit_codes, [], "Exit codes after which the app is not restarted.", "list of int"),
-    Key("kill_timeout", p_duration, 1600, "Grace period after `kill_signal` before the whole process group is killed with SIGKILL.", "duration"),
-    Key("kill_signal", p_signal, "SIGINT", "Signal sent to stop the app (PM2's default: SIGINT). Corral's addition to PM2's keys.", "signal"),
-    Key("out_file", p_log_path, "default", "Standard output log file. `/dev/null` or `NULL` switches it off.", "path", ("output", "out_log", "out")),
-    Key("error_file", p_log_path, "default", "Standard error log file. `/dev/null` or `NULL` switches it off.", "path", ("error", "err_file", "err_log", "err")),
-    Key("log_file", p_log_path, None, "Combined log of stdout and stderr (off unless set; `true` = `<home>/logs/<name>.log`).", "path", ("log",)),
-    Key("log_date_format", p_opt_str, None, "Prefix each line with its time, in PM2's moment-style tokens (`YYYY-MM-DD HH:mm:ss Z`).", "string", ("log_date",)),
-    Key("time", p_bool, False, "Prefix each log line with an ISO-8601 time (same as a default `log_date_format`).", "bool"),
-    Key("merge_logs", p_bool, False, "All instances write the same files (no `-<instance>` suffix).", "bool", ("combine_logs",)),
-    Key("log_type", p_log_type, "text", "`json` writes one JSON record per line with PM2's keys.", "string"),
-    Key("disable_logs", p_bool, False, "Switch every log file off (same as `/dev/null` for `out_file`, `error_file` and `log_file`).", "bool"),
-    Key("pid_file", p_opt_str, None, "File where each instance's pid is written (`-<instance>` suffix for several).", "path", ("pid", "pid_path")),
-    Key("uid", p_user, None, "Run as this user (name or number). Needs the daemon to run as root.", "user", ("user",)),
-    Key("gid", p_user, None, "Run with this group (name or number). Needs the daemon to run as root.", "group", ("group",)),
-    Key("max_memory_restart", p_opt_size, None, "Restart an instance whose process tree (the instance and its descendants) passes this memory (`1G`, `500M`, bytes); sampled every second; a cluster instance is replaced without dropping capacity.", "size", ("max_memory",)),
-    Key("cron_restart", p_cron, None, "Restart on a cron pattern: 5 fields, or 6 with seconds first as in PM2 (`*/30 * * * * *`); a rolling reload in cluster mode.", "cron", ("cron",)),
-    Key("watch", p_watch, False, "Restart when files change: `true` (the cwd) or a list of paths.", "bool or list", ()),
-    Key("ignore_watch", p_str_list, [], "Paths or globs ignored by `watch`.", "list", ()),
-    Key("watch_delay", p_duration, 1000, "Debounce delay for `watch`.", "duration", ()),
-    Key("wait_ready", p_bool, False, "An instance is `launching` until it reports ready (sd_notify READY=1).", "bool", ()),
-    Key("listen_timeout", p_duration, 3000, "With `wait_ready`: time to report ready before the start counts as failed.", "duration", ()),
-    Key("listen", p_listen, [], "Sockets the daemon binds and shares with every instance in cluster mode: `HOST:PORT`, `unix:/path` or a bare port (`8000` = `0.0.0.0:8000`).", "string or list", ()),
-    Key("port", p_port, None, "PM2's port: sets `PORT` in the environment (unless `env` sets it); in cluster mode it also means `listen = \"0.0.0.0:<port>\"`.", "int"),
+    Key("instances", p_instances, 1, "How many instances: a number, `max` or `0` (one per CPU), `-N` (CPUs minus N).", "int or 'max'", ("instance_count",), flags=(Flag(("-i", "--instances")),), bounds=Bounds(-MAX_INSTANCES, MAX_INSTANCES, note="(0 or 'max': one per CPU; -N: CPUs minus N)")),
+    Key("exec_mode", p_exec_mode, "fork", "`fork` or `cluster` (also PM2's `fork_mode`, `cluster_mode`). In cluster mode instances share the app's listening sockets.", "string", flags=(Flag(("--exec-mode",), pm2=False), Flag(("-x", "--execute-command"), "switch", "fork", help="fork mode (PM2's -x)"))),
+    Key("instance_var", p_str, "NODE_APP_INSTANCE", "Environment variable holding the instance number (Corral also always sets `CORRAL_INSTANCE`).", "string", flags=(Flag(("--instance-var",), pm2=False),)),
+    Key("increment_var", p_opt_str, None, "Environment variable incremented for each instance (e.g. `PORT`: 3000, 3001, ...).", "string", flags=(Flag(("--increment-var",), pm2=False),)),
+    Key("namespace", p_namespace, "default", "Namespace: commands accept it in place of names.", "string", flags=(Flag(("--namespace",), on_files=True),)),
+    Key("autorestart", p_bool, True, "Restart the app when it exits on its own.", "bool", ("auto_restart",), flags=(Flag(("--no-autorestart",), "switch", False),)),
+    Key("autostart", p_bool, True, "Start the app when its ecosystem file is started; `false` only registers it.", "bool", flags=(Flag(("--no-autostart",), "switch", False),)),
+    Key("max_restarts", p_nonneg_int, 16, "Unstable restarts in a row (each exit within `min_uptime`) before the app is marked `errored`.", "int", flags=(Flag(("--max-restarts",)),), bounds=Bounds(0, 1_000_000)),
+    Key("min_uptime", p_duration, 1000, "Uptime below which an exit counts as unstable (`10s`, `2m`, or ms).", "duration", flags=(Flag(("--min-uptime",), pm2=False),), bounds=DURATION),
+    Key("restart_delay", p_duration, 0, "Delay before restarting a crashed app.", "duration", flags=(Flag(("--restart-delay",)),), bounds=DURATION),
+    Key("exp_backoff_restart_delay", p_opt_duration, None, "Exponential backoff: first delay; multiplied by 1.5 after each crash, capped at 15 s, reset after 30 s of healthy run.", "duration", flags=(Flag(("--exp-backoff-restart-delay",)),), bounds=DURATION),
+    Key("stop_exit_codes", p_exit_codes, [], "Exit codes after which the app is not restarted.", "list of int", flags=(Flag(("--stop-exit-codes",), "variadic"),)),
+    Key("kill_timeout", p_duration, 1600, "Grace period after `kill_signal` before the whole process group is killed with SIGKILL.", "duration", flags=(Flag(("-k", "--kill-timeout")),), bounds=DURATION),
+    Key("kill_signal", p_signal, "SIGINT", "Signal sent to stop the app (PM2's default: SIGINT). Corral's addition to PM2's keys.", "signal", flags=(Flag(("--kill-signal",), pm2=False),)),
+    Key("out_file", p_log_path, "default", "Standard output log file. `/dev/null` or `NULL` switches it off.", "path", ("output", "out_log", "out"), flags=(Flag(("-o", "--output")),)),
+    Key("error_file", p_log_path, "default", "Standard error log file. `/dev/null` or `NULL` switches it off.", "path", ("error", "err_file", "err_log", "err"), flags=(Flag(("-e", "--error")),)),
+    Key("log_file", p_log_path, None, "Combined log of stdout and stderr (off unless set; `true` = `<home>/logs/<name>.log`).", "path", ("log",), flags=(Flag(("-l", "--log"), "optional", True),)),
+    Key("log_date_format", p_opt_str, None, "Prefix each line with its time, in PM2's moment-style tokens (`YYYY-MM-DD HH:mm:ss Z`).", "string", ("log_date",), flags=(Flag(("--log-date-format",)),)),
+    Key("time", p_bool, False, "Prefix each log line with an ISO-8601 time (same as a default `log_date_format`).", "bool", flags=(Flag(("--time",), "switch", True),)),
+    Key("merge_logs", p_bool, False, "All instances write the same files (no `-<instance>` suffix).", "bool", ("combine_logs",), flags=(Flag(("--merge-logs",), "switch", True),)),
+    Key("log_type", p_log_type, "text", "`json` writes one JSON record per line with PM2's keys.", "string", flags=(Flag(("--log-type",)),)),
+    Key("disable_logs", p_bool, False, "Switch every log file off (same as `/dev/null` for `out_file`, `error_file` and `log_file`).", "bool", flags=(Flag(("--disable-logs",), "switch", True),)),
+    Key("pid_file", p_opt_str, None, "File where each instance's pid is written (`-<instance>` suffix for several).", "path", ("pid", "pid_path"), flags=(Flag(("-p", "--pid")),)),
+    Key("uid", p_user, None, "Run as this user (name or number). Needs the daemon to run as root.", "user", ("user",), flags=(Flag(("--uid",), on_files=True),)),
+    Key("gid", p_user, None, "Run with this group (name or number). Needs the daemon to run as root.", "group", ("group",), flags=(Flag(("--gid",), on_files=True),)),
+    Key("max_memory_restart", p_opt_size, None, "Restart an instance whose process tree (the instance and its descendants) passes this memory (`1G`, `500M`, bytes); sampled every second; a cluster instance is replaced without dropping capacity.", "size", ("max_memory",), flags=(Flag(("--max-memory-restart",)),), bounds=SIZE),
+    Key("cron_restart", p_cron, None, "Restart on a cron pattern: 5 fields, or 6 with seconds first as in PM2 (`*/30 * * * * *`); a rolling reload in cluster mode.", "cron", ("cron",), flags=(Flag(("-c", "--cron", "--cron-restart")),)),
+    Key("watch", p_watch, False, "Restart when files change: `true` (the cwd) or a list of paths.", "bool or list", (), flags=(Flag(("--watch",), "optional", True, on_files=True),)),
+    Key("ignore_watch", p_str_list, [], "Paths or globs ignored by `watch`.", "list", (), flags=(Flag(("--ignore-watch",), "append", on_files=True),)),
+    Key("watch_delay", p_duration, 1000, "Debounce delay for `watch`.", "duration", (), flags=(Flag(("--watch-delay",), convert=pm2_seconds, help="a bare number is seconds, as in PM2 (4 or 4000ms)"),), bounds=DURATION),
+    Key("wait_ready", p_bool, False, "An instance is `launching` until it reports ready (sd_notify READY=1).", "bool", (), flags=(Flag(("--wait-ready",), "switch", True),)),
+    Key("listen_timeout", p_duration, 3000, "With `wait_ready`: time to report ready before the start counts as failed.", "duration", (), flags=(Flag(("--listen-timeout",)),), bounds=DURATION),
+    Key("listen", p_listen, [], "Sockets the daemon binds and shares with every instance in cluster mode: `HOST:PORT`, `unix:/path` or a bare port (`8000` = `0.0.0.0:8000`).", "string or list", (), flags=(Flag(("--listen",), "append", pm2=False),)),
+    Key("port", p_port, None, "PM2's port: sets `PORT` in the environment (unless `env` sets it); in cluster mode it also means `listen = \"0.0.0.0:<port>\"`.", "int", flags=(Flag(("--port",), pm2=False),), bounds=Bounds(0, 65535)),
     Key("health", p_health, None, "Health probe table: one of `http` (a path or URL, `{port}`), `tcp` or `exec`, with `interval`, `timeout`, `start_period`, `failure_threshold`, `success_threshold`, `expect_status`, `expect_body`, `liveness` (see docs/health.md).", "table"),
     Key("memory_limit_mode", p_memory_mode, "pss", "What `max_memory_restart` measures over the instance's process tree: `pss` (shared pages split between the processes sharing them; falls back to rss where the kernel has no smaps_rollup) or `rss`.", "string"),
     Key("listen_names", p_str_list, [], "Names of the `listen` sockets, in order (default `http`, `sock1`, ...): `LISTEN_FDNAMES`, `CORRAL_FD_<NAME>`, `{fd:NAME}`.", "list"),
     Key("reuse_port", p_bool, False, "Each instance binds its own SO_REUSEPORT socket instead of sharing the daemon's (the kernel balances; a stopping instance drops its own queue).", "bool"),
-    Key("backlog", p_backlog, 2048, "Listen backlog of the shared sockets.", "int"),
-    Key("memory_max", p_opt_size, None, "Hard memory limit through a cgroup v2 (`memory.max`) when the machine delegates one; otherwise a notice, and only `max_memory_restart` applies.", "size"),
-    Key("cpu_max", p_opt_cpus, None, "Hard CPU limit in CPUs (`0.5`, `2`) through a cgroup v2 (`cpu.max`) when available.", "float"),
-    Key("log_max_size", p_log_size, None, "Rotate a log file before it passes this size (`10M`); off by default. Daemon-wide default: `[logs] max_size` in corral.toml; `0` switches that default off for one app.", "size", ("max_size",)),
+    Key("backlog", p_backlog, 2048, "Listen backlog of the shared sockets.", "int", bounds=Bounds(1, 65535)),
+    Key("memory_max", p_opt_size, None, "Hard memory limit through a cgroup v2 (`memory.max`) when the machine delegates one; otherwise a notice, and only `max_memory_restart` applies.", "size", bounds=SIZE),
+    Key("cpu_max", p_opt_cpus, None, "Hard CPU limit in CPUs (`0.5`, `2`) through a cgroup v2 (`cpu.max`) when available.", "float", bounds=Bounds(0.01, MAX_INSTANCES)),
+    Key("log_max_size", p_log_size, None, "Rotate a log file before it passes this size (`10M`); off by default. Daemon-wide default: `[logs] max_size` in corral.toml; `0` switches that default off for one app.", "size", ("max_size",), bounds=SIZE),
     Key("log_rotate_interval", p_rotate_interval, None, "Also rotate on a schedule: a cron pattern, or `daily`, `hourly`, `weekly`, `monthly`.", "cron", ("rotateInterval",)),
-    Key("log_retain", p_opt_nonneg_int, None, "Rotated files kept per log (oldest deleted first); default 30.", "int", ("retain",)),
+    Key("log_retain", p_opt_nonneg_int, None, "Rotated files kept per log (oldest deleted first); default 30.", "int", ("retain",), bounds=Bounds(0, 100_000)),
     Key("log_compress", p_opt_bool, None, "gzip rotated files (done off the event loop); default false.", "bool", ("compress",)),
     Key("log_date_suffix", p_opt_str, None, "Date in rotated file names, in moment tokens; default `YYYY-MM-DD_HH-mm-ss` (`app-out__2026-11-28_10-30-00.log`).", "string", ("dateFormat",)),
-    Key("watchdog_sec", p_opt_duration, None, "With this set, an instance that sends no sd_notify `WATCHDOG=1` within it is restarted (systemd's WatchdogSec).", "duration"),
+    Key("watchdog_sec", p_opt_duration, None, "With this set, an instance that sends no sd_notify `WATCHDOG=1` within it is restarted (systemd's WatchdogSec).", "duration", bounds=DURATION),
     Key("depends_on", p_depends_on, [], "Apps this one waits for before it starts: a list of names, or a table `{name = condition}` with `started`, `ready`, `healthy`, `completed`, `completed_successfully` (see docs/dependencies.md). Corral's own key: PM2 has none.", "list or table"),
     Key("hooks", p_hooks, [], "Commands or webhooks run on this app's events, with a timeout, retries and a rate limit (see docs/events.md).", "list of tables"),
 )

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from corral import osproc
@@ -108,6 +109,15 @@ class PipeReader:
         self.on_closed(self)
 
 
+@dataclass
+class LogSetup:
+    """An app's log settings, worked out once per config (not per instance or spawn)."""
+
+    config: Mapping[str, Any]
+    defaults: Mapping[str, Any]
+    policy: RotatePolicy | None
+
+
 class AppLogs:
     """The daemon's open app log files, their ticks and rotations.
 
@@ -121,9 +131,18 @@ class AppLogs:
         self.files = LogFiles(_Events(self))
         self.defaults: dict[str, Any] = {}
         self._compressor: Any = None
+        self._setups: dict[str, LogSetup] = {}
 
-    def policy(self, cfg: dict[str, Any]) -> RotatePolicy | None:
-        return policy_from(cfg, self.defaults)
+    def setup(self, app: str, cfg: Mapping[str, Any]) -> LogSetup:
+        """The app's log settings for this config (configs are replaced, never changed in place)."""
+        s = self._setups.get(app)
+        if s is None or s.config is not cfg or s.defaults is not self.defaults:
+            s = LogSetup(cfg, self.defaults, policy_from(dict(cfg), self.defaults))
+            self._setups[app] = s
+        return s
+
+    def forget(self, app: str) -> None:
+        self._setups.pop(app, None)
 
     def acquire(self, paths: Iterable[str | None], policy: RotatePolicy | None) -> list[LogFile]:
         return [self.files.acquire(p, policy) for p in paths if p]

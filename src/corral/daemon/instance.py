@@ -74,6 +74,7 @@ class Instance:
     health_pid: int | None = None
     health_spec: Any = None
     cgroup: str | None = None
+    _paths: tuple[Any, bool, dict[str, str | None]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.refresh_format()
@@ -108,7 +109,14 @@ class Instance:
         return resolve_instances(self.app.config["instances"], self.app.sup.cpu_count) > 1 or self.index > 0
 
     def log_paths(self) -> dict[str, str | None]:
-        return log_paths(self.app.config, str(self.app.sup.home.logs_dir), self.index, self.several)
+        """The instance's log paths, worked out once per config (and instance count)."""
+        cfg = self.app.config
+        several = self.several
+        cached = self._paths
+        if cached is None or cached[0] is not cfg or cached[1] != several:
+            cached = (cfg, several, log_paths(cfg, str(self.app.sup.home.logs_dir), self.index, several))
+            self._paths = cached
+        return dict(cached[2])
 
 
 @dataclass(eq=False)

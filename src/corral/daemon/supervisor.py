@@ -22,21 +22,16 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from corral import listeners as listen
-from corral import osproc
 from corral.config.keys import resolve_instances
-from corral.daemon.applogs import AppLogs, PipeReader
-from corral.daemon.cgroups import HardLimits
+from corral.daemon.applogs import AppLogs
 from corral.daemon.instance import App, Instance, policy_from_config
-from corral.daemon.pidfile import write_pid_file
+from corral.daemon.processes import InstanceProcesses
 from corral.daemon.reaper import Reaper
-from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, read_message
 from corral.daemon.spawner import OsSpawner, Spawner
 from corral.events import Change, transition_events
-from corral.launch import build_env, pid_file_path, plan_launch
 from corral.logsink import LogFile, LogFiles
 from corral.paths import Home
 from corral.statemachine import (
@@ -49,7 +44,6 @@ from corral.statemachine import (
     DisarmWatchdog,
     Effect,
     Event,
-    Exited,
     LeftoverTimeout,
     ProcState,
     Remove,
@@ -58,8 +52,6 @@ from corral.statemachine import (
     Signal,
     SignalLeftovers,
     Spawn,
-    Spawned,
-    SpawnFailed,
     Start,
     StartLeftoverTimer,
     StartTimer,
@@ -71,15 +63,6 @@ from corral.statemachine import (
 )
 
 __all__ = ["READY_SETTLE", "App", "Instance", "Supervisor", "policy_from_config"]
-
-
-@dataclass
-class Leftovers:
-    """What outlived an exited main process: its group (by id, safe while a member is held)
-    and the processes held by pidfd."""
-
-    pgid: int
-    tracked: list[osproc.Tracked]
 
 
 class Supervisor:
@@ -97,7 +80,6 @@ class Supervisor:
         self.spawner: Spawner = spawner or OsSpawner()
         self.clock = clock or loop.time
         self.apps: dict[str, App] = {}
-        self.by_pid: dict[int, Instance] = {}
         self.next_id = 0
         self.changed = asyncio.Condition()
         self.log_listeners: list[Callable[[Instance, str, list[bytes], float], None]] = []
@@ -107,8 +89,19 @@ class Supervisor:
         self.cpu_count = os.cpu_count() or 1
         self.logs = AppLogs(loop, lambda line: self.log(line), self._report_log_file)
         self.reaper = Reaper(loop, self.spawner, lambda line: self.log(line))
-        self.limits = HardLimits()
-        self.leftovers: dict[int, Leftovers] = {}
+        self.procs = InstanceProcesses(
+            loop,
+            self.spawner,
+            self.reaper,
+            self.logs,
+            home=str(home.root),
+            cpu_count=self.cpu_count,
+            dispatch=lambda inst, event: self.dispatch(inst, event),
+            announce=lambda inst, kind, message: self.announce(inst, kind, message),
+            log=lambda line: self.log(line),
+            publish=self.publish_lines,
+            following=lambda: bool(self.log_listeners),
+        )
 
     # ------------------------------------------------------------ compatibility names
 
@@ -133,6 +126,16 @@ class Supervisor:
     def watch_pid(self, pid: int, done: asyncio.Future[int]) -> None:
         """Deliver the wait status of a helper child (e.g. an exec probe) to a future."""
         self.reaper.watch_future(pid, done)
+
+    def build_env(self, inst: Instance) -> dict[str, str]:
+        return self.procs.build_env(inst)
+
+    def child_exited(self, pid: int, status: int) -> None:
+        self.procs.child_exited(pid, status)
+
+    @property
+    def by_pid(self) -> dict[int, Instance]:
+        return self.procs.by_pid
 
     # ------------------------------------------------------------ queries
 
@@ -196,9 +199,9 @@ class Supervisor:
 
     def perform(self, inst: Instance, effect: Effect) -> None:
         if isinstance(effect, Spawn):
-            self._spawn(inst)
+            self.procs.spawn(inst)
         elif isinstance(effect, Signal):
-            self._signal(inst, effect.signal)
+            self.procs.signal(inst, effect.signal)
         elif isinstance(effect, StartTimer):
             if inst.timer:
                 inst.timer.cancel()
@@ -216,7 +219,7 @@ class Supervisor:
                 inst.watchdog.cancel()
                 inst.watchdog = None
         elif isinstance(effect, SignalLeftovers):
-            self._signal_leftovers(effect.pid, effect.signal)
+            self.procs.signal_leftovers(effect.pid, effect.signal)
         elif isinstance(effect, StartLeftoverTimer):
             self.loop.call_later(effect.delay, self.dispatch, inst, LeftoverTimeout(effect.pid))
         elif isinstance(effect, Remove):
@@ -240,164 +243,17 @@ class Supervisor:
             for listener in list(self.event_listeners):
                 listener(ev)
 
-    # ------------------------------------------------------------ effects: spawn
-
-    def build_env(self, inst: Instance) -> dict[str, str]:
-        return build_env(inst.app.config, inst.app.base_env, index=inst.index, instance_id=inst.id, home=str(self.home.root))
-
-    def _ensure_notify(self, inst: Instance) -> str:
-        if inst.notify is None:
-            inst.notify = NotifyEndpoint(self.loop, endpoint_address(id(inst)), lambda pid, msg: self._on_notify(inst, pid, msg))
-        return inst.notify.address
-
-    def _close_notify(self, inst: Instance) -> None:
-        if inst.notify is not None:
-            inst.notify.close()
-            inst.notify = None
-        if inst.watchdog:
-            inst.watchdog.cancel()
-            inst.watchdog = None
-
-    def _on_notify(self, inst: Instance, pid: int, msg: dict[str, str]) -> None:
-        child = inst.child
-        if child is None:
-            return
-        if not self.spawner.in_tree(child.pid, pid):
-            self.log(f"[{inst.name}:{inst.id}] ignored a notify datagram from pid {pid}, not in the instance's tree")
-            return
-        message = read_message(msg)
-        if message.status_text is not None:
-            inst.status_text = message.status_text
-        if message.stopping:
-            self.announce(inst, "stopping", "the app says it is stopping")
-        for event in message.events:
-            self.dispatch(inst, event)
-
-    def _spawn(self, inst: Instance) -> None:
-        cfg = inst.app.config
-        inst.status_text = None
-        to_close: list[listen.Listener] = []
-        try:
-            socks, to_close = inst.app.instance_sockets()
-            plan = plan_launch(cfg, self.build_env(inst), sockets=socks, notify_address=self._ensure_notify(inst))
-            inst.env = plan.env
-            child = self.spawner.spawn(plan)
-        except (osproc.SpawnError, listen.ListenError, OSError) as e:
-            for ls in to_close:
-                ls.close()
-            self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(e)))
-            return
-        for ls in to_close:
-            ls.close()
-        if cfg.get("memory_max") or cfg.get("cpu_max"):
-            inst.cgroup, notice = self.limits.apply(inst.app.name, f"corral-{inst.app.name}-{inst.id}", child.pid, cfg.get("memory_max"), cfg.get("cpu_max"))
-            if notice:
-                self.announce(inst, "notice", notice)
-        inst.child = child
-        inst.started_wall = time.time()
-        self._untrack(inst)
-        self.by_pid[child.pid] = inst
-        self.reaper.watch(child.pid, lambda status: self.child_exited(child.pid, status), child.pidfd)
-        child.pidfd = None  # the reaper's now
-        self._read_output(inst, child)
-        path = pid_file_path(cfg, inst.index, resolve_instances(cfg["instances"], self.cpu_count) > 1)
-        if path:
-            error = write_pid_file(path, child.pid)
-            if error:
-                self.announce(inst, "warning", error)
-        self.dispatch(inst, Spawned(child.pid))
-
-    def _read_output(self, inst: Instance, child: osproc.Child) -> None:
-        paths = inst.log_paths()
-        policy = self.logs.policy(inst.app.config)
-
-        def publish(stream: str, lines: list[bytes], ts: float) -> None:
-            self.publish_lines(inst, stream, lines, ts)
-
-        def closed(reader: PipeReader) -> None:
-            inst.readers.discard(reader)
-            self.logs.release(reader.targets)
-
-        for fd, stream, own in ((child.stdout_fd, "out", "out_file"), (child.stderr_fd, "err", "error_file")):
-            targets = self.logs.acquire((paths[own], paths["log_file"]), policy)
-            inst.readers.add(PipeReader(self.loop, fd, stream, targets, lambda: inst.formatter, lambda: bool(self.log_listeners), publish, closed))
-
-    # ------------------------------------------------------------ effects: signals and exits
-
-    def _signal(self, inst: Instance, sig: str) -> None:
-        child = inst.child
-        if child is None:
-            return
-        # Hold the whole tree now (by pidfd): descendants that left the group (setsid)
-        # are still killed at the end of the grace period, and a pid that ended meanwhile
-        # and went to another process is never signalled.
-        alive = [t for t in inst.tree if self.spawner.tracked_alive(t)]
-        self.spawner.untrack([t for t in inst.tree if t not in alive])
-        held = {t.pid for t in alive}
-        fresh = self.spawner.track_tree(child.pid)
-        self.spawner.untrack([t for t in fresh if t.pid in held])
-        inst.tree = alive + [t for t in fresh if t.pid not in held]
-        # the group is signalled by id while its leader is ours and not reaped: it cannot be reused
-        self.spawner.signal_group(child.pgid, sig)
-        if sig == "SIGKILL":
-            self.spawner.signal_tracked(inst.tree, "SIGKILL")
-
-    def _untrack(self, inst: Instance) -> None:
-        self.spawner.untrack(inst.tree)
-        inst.tree = []
-
-    def child_exited(self, pid: int, status: int) -> None:
-        inst = self.by_pid.pop(pid, None)
-        if inst is None or inst.child is None or inst.child.pid != pid:
-            return
-        child = inst.child
-        osproc.mark_reaped(child, status)
-        for reader in list(inst.readers):
-            reader.drain()
-        inst.child = None
-        if inst.cgroup:
-            from corral.daemon import cgroups
-
-            cgroups.remove(inst.cgroup)
-            inst.cgroup = None
-        code, sig = osproc.decode_status(status)
-        leftovers = self._hold_leftovers(inst, child)
-        self.dispatch(inst, Exited(code, sig, leftovers=leftovers))
-
-    def _hold_leftovers(self, inst: Instance, child: osproc.Child) -> bool:
-        """The main process is gone; its group or tree may live on: hold them for the grace period."""
-        alive = [t for t in inst.tree if self.spawner.tracked_alive(t)]
-        self.spawner.untrack([t for t in inst.tree if t not in alive])
-        inst.tree = []
-        group = self.spawner.track_group(child.pgid) if self.spawner.group_alive(child.pgid) else []
-        if not alive and not group:
-            return False
-        self.leftovers[child.pid] = Leftovers(child.pgid, [*alive, *group])
-        return True
-
-    def _signal_leftovers(self, pid: int, sig: str) -> None:
-        held = self.leftovers.get(pid)
-        if held is None:
-            return
-        # the group id is still ours while one of its members we hold is alive
-        if any(self.spawner.tracked_alive(t) for t in held.tracked):
-            self.spawner.signal_group(held.pgid, sig)
-        self.spawner.signal_tracked(held.tracked, sig)
-        if sig == "SIGKILL":
-            self.spawner.untrack(held.tracked)
-            del self.leftovers[pid]
-
     def _remove(self, inst: Instance) -> None:
         app = inst.app
         if inst.timer:
             inst.timer.cancel()
-        self._close_notify(inst)
-        self._untrack(inst)
+        self.procs.release(inst)
         if inst in app.instances:
             app.instances.remove(inst)
         if not app.instances and self.apps.get(app.name) is app:
             del self.apps[app.name]
             app.close_listeners()
+            self.logs.forget(app.name)
 
     # ------------------------------------------------------------ logs
 

@@ -1,0 +1,226 @@
+"""Performing process effects for instances: spawn, signal, exits, leftovers, sd_notify.
+
+The supervisor hands each effect the state machine returns to this part:
+:meth:`InstanceProcesses.spawn` builds the launch plan (pure, in
+:mod:`corral.launch`) and starts it through the :class:`Spawner`, then wires
+the exit (:class:`Reaper`), the output (:class:`PipeReader`), the pid file and
+the cgroup; :meth:`signal` holds the instance's tree by pidfd and signals its
+group; exits come back as ``Exited`` events, with ``leftovers`` when the group
+or the recorded tree outlived the main process.  Everything it needs from the
+supervisor comes in as callbacks (dispatch, announce, publish) and values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from corral import listeners as listen
+from corral import osproc
+from corral.config.keys import resolve_instances
+from corral.daemon.applogs import AppLogs, PipeReader
+from corral.daemon.cgroups import HardLimits
+from corral.daemon.instance import Instance
+from corral.daemon.pidfile import write_pid_file
+from corral.daemon.reaper import Reaper
+from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, read_message
+from corral.daemon.spawner import Spawner
+from corral.launch import build_env, pid_file_path, plan_launch
+from corral.statemachine import Event, Exited, Spawned, SpawnFailed
+
+Dispatch = Callable[[Instance, Event], None]
+Announce = Callable[[Instance | None, str, str], None]
+Publish = Callable[[Instance, str, list[bytes], float], None]
+
+
+@dataclass
+class Leftovers:
+    """What outlived an exited main process: its group (by id, safe while a member is held)
+    and the processes held by pidfd."""
+
+    pgid: int
+    tracked: list[osproc.Tracked]
+
+
+class InstanceProcesses:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        spawner: Spawner,
+        reaper: Reaper,
+        logs: AppLogs,
+        *,
+        home: str,
+        cpu_count: int,
+        dispatch: Dispatch,
+        announce: Announce,
+        log: Callable[[str], None],
+        publish: Publish,
+        following: Callable[[], bool],
+    ) -> None:
+        """home: CORRAL_HOME for the instances' environment; following: whether anyone
+        follows the logs (lines are then published)."""
+        self.loop = loop
+        self.spawner = spawner
+        self.reaper = reaper
+        self.logs = logs
+        self.home = home
+        self.cpu_count = cpu_count
+        self.dispatch = dispatch
+        self.announce = announce
+        self.log = log
+        self.publish = publish
+        self.following = following
+        self.limits = HardLimits()
+        self.by_pid: dict[int, Instance] = {}
+        self.leftovers: dict[int, Leftovers] = {}
+
+    def build_env(self, inst: Instance) -> dict[str, str]:
+        return build_env(inst.app.config, inst.app.base_env, index=inst.index, instance_id=inst.id, home=self.home)
+
+    def _ensure_notify(self, inst: Instance) -> str:
+        if inst.notify is None:
+            inst.notify = NotifyEndpoint(self.loop, endpoint_address(id(inst)), lambda pid, msg: self.on_notify(inst, pid, msg))
+        return inst.notify.address
+
+    def release(self, inst: Instance) -> None:
+        """The instance is forgotten: close its notify endpoint, drop what it holds."""
+        self._close_notify(inst)
+        self._untrack(inst)
+
+    def _close_notify(self, inst: Instance) -> None:
+        if inst.notify is not None:
+            inst.notify.close()
+            inst.notify = None
+        if inst.watchdog:
+            inst.watchdog.cancel()
+            inst.watchdog = None
+
+    def on_notify(self, inst: Instance, pid: int, msg: dict[str, str]) -> None:
+        child = inst.child
+        if child is None:
+            return
+        if not self.spawner.in_tree(child.pid, pid):
+            self.log(f"[{inst.name}:{inst.id}] ignored a notify datagram from pid {pid}, not in the instance's tree")
+            return
+        message = read_message(msg)
+        if message.status_text is not None:
+            inst.status_text = message.status_text
+        if message.stopping:
+            self.announce(inst, "stopping", "the app says it is stopping")
+        for event in message.events:
+            self.dispatch(inst, event)
+
+    def spawn(self, inst: Instance) -> None:
+        cfg = inst.app.config
+        inst.status_text = None
+        to_close: list[listen.Listener] = []
+        try:
+            socks, to_close = inst.app.instance_sockets()
+            plan = plan_launch(cfg, self.build_env(inst), sockets=socks, notify_address=self._ensure_notify(inst))
+            inst.env = plan.env
+            child = self.spawner.spawn(plan)
+        except (osproc.SpawnError, listen.ListenError, OSError) as e:
+            for ls in to_close:
+                ls.close()
+            self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(e)))
+            return
+        for ls in to_close:
+            ls.close()
+        if cfg.get("memory_max") or cfg.get("cpu_max"):
+            inst.cgroup, notice = self.limits.apply(inst.app.name, f"corral-{inst.app.name}-{inst.id}", child.pid, cfg.get("memory_max"), cfg.get("cpu_max"))
+            if notice:
+                self.announce(inst, "notice", notice)
+        inst.child = child
+        inst.started_wall = time.time()
+        self._untrack(inst)
+        self.by_pid[child.pid] = inst
+        self.reaper.watch(child.pid, lambda status: self.child_exited(child.pid, status), child.pidfd)
+        child.pidfd = None  # the reaper's now
+        self._read_output(inst, child)
+        path = pid_file_path(cfg, inst.index, resolve_instances(cfg["instances"], self.cpu_count) > 1)
+        if path:
+            error = write_pid_file(path, child.pid)
+            if error:
+                self.announce(inst, "warning", error)
+        self.dispatch(inst, Spawned(child.pid))
+
+    def _read_output(self, inst: Instance, child: osproc.Child) -> None:
+        paths = inst.log_paths()
+        policy = self.logs.setup(inst.app.name, inst.app.config).policy
+
+        def publish(stream: str, lines: list[bytes], ts: float) -> None:
+            self.publish(inst, stream, lines, ts)
+
+        def closed(reader: PipeReader) -> None:
+            inst.readers.discard(reader)
+            self.logs.release(reader.targets)
+
+        for fd, stream, own in ((child.stdout_fd, "out", "out_file"), (child.stderr_fd, "err", "error_file")):
+            targets = self.logs.acquire((paths[own], paths["log_file"]), policy)
+            inst.readers.add(PipeReader(self.loop, fd, stream, targets, lambda: inst.formatter, self.following, publish, closed))
+
+    def signal(self, inst: Instance, sig: str) -> None:
+        child = inst.child
+        if child is None:
+            return
+        # Hold the whole tree now (by pidfd): descendants that left the group (setsid)
+        # are still killed at the end of the grace period, and a pid that ended meanwhile
+        # and went to another process is never signalled.
+        alive = [t for t in inst.tree if self.spawner.tracked_alive(t)]
+        self.spawner.untrack([t for t in inst.tree if t not in alive])
+        held = {t.pid for t in alive}
+        fresh = self.spawner.track_tree(child.pid)
+        self.spawner.untrack([t for t in fresh if t.pid in held])
+        inst.tree = alive + [t for t in fresh if t.pid not in held]
+        # the group is signalled by id while its leader is ours and not reaped: it cannot be reused
+        self.spawner.signal_group(child.pgid, sig)
+        if sig == "SIGKILL":
+            self.spawner.signal_tracked(inst.tree, "SIGKILL")
+
+    def _untrack(self, inst: Instance) -> None:
+        self.spawner.untrack(inst.tree)
+        inst.tree = []
+
+    def child_exited(self, pid: int, status: int) -> None:
+        inst = self.by_pid.pop(pid, None)
+        if inst is None or inst.child is None or inst.child.pid != pid:
+            return
+        child = inst.child
+        osproc.mark_reaped(child, status)
+        for reader in list(inst.readers):
+            reader.drain()
+        inst.child = None
+        if inst.cgroup:
+            from corral.daemon import cgroups
+
+            cgroups.remove(inst.cgroup)
+            inst.cgroup = None
+        code, sig = osproc.decode_status(status)
+        leftovers = self._hold_leftovers(inst, child)
+        self.dispatch(inst, Exited(code, sig, leftovers=leftovers))
+
+    def _hold_leftovers(self, inst: Instance, child: osproc.Child) -> bool:
+        """The main process is gone; its group or tree may live on: hold them for the grace period."""
+        alive = [t for t in inst.tree if self.spawner.tracked_alive(t)]
+        self.spawner.untrack([t for t in inst.tree if t not in alive])
+        inst.tree = []
+        group = self.spawner.track_group(child.pgid) if self.spawner.group_alive(child.pgid) else []
+        if not alive and not group:
+            return False
+        self.leftovers[child.pid] = Leftovers(child.pgid, [*alive, *group])
+        return True
+
+    def signal_leftovers(self, pid: int, sig: str) -> None:
+        held = self.leftovers.get(pid)
+        if held is None:
+            return
+        # the group id is still ours while one of its members we hold is alive
+        if any(self.spawner.tracked_alive(t) for t in held.tracked):
+            self.spawner.signal_group(held.pgid, sig)
+        self.spawner.signal_tracked(held.tracked, sig)
+        if sig == "SIGKILL":
+            self.spawner.untrack(held.tracked)
+            del self.leftovers[pid]
