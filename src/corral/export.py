@@ -161,7 +161,8 @@ def attach_dependencies(path: Path, apps: list[dict[str, Any]], warnings: list[s
 def load(path_text: str, env_name: str | None, only: str | None) -> Loaded:
     path = Path(path_text).expanduser()
     wanted = [n.strip() for n in only.split(",") if n.strip()] if only else None
-    result = load_ecosystem(path, env_name=env_name)
+    # here=False: paths of the machine the file is for are warnings ("not on this machine")
+    result = load_ecosystem(path, env_name=env_name, here=False)
     warnings = list(result.warnings)
     attach_dependencies(path.resolve(), result.apps, warnings)
     graph = validate_dependencies(result.apps, file=str(path.resolve()))

@@ -22,7 +22,6 @@ PACKAGE = "corral"
 
 # Cycles being removed on other branches (issue #10); each entry is the exact set of modules.
 KNOWN: dict[frozenset[str], str] = {
-    frozenset({"corral.logrotate", "corral.logsink"}): "logrotate <-> logsink: being split on branch hardening",
     frozenset({"corral.daemon.lifecycle", "corral.daemon.server"}): (
         "lifecycle.run_daemon builds a Daemon (lazy import) while server imports lifecycle.SystemdNotifier: "
         "owned by branch arch-daemon"

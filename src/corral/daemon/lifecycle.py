@@ -80,6 +80,9 @@ async def run(home: Home) -> int:
         },
     )
     home.pid_file.write_text(f"{os.getpid()}\n")  # before the socket answers (systemd Type=forking)
+    from corral import leftovers
+
+    leftovers.stop(leftovers.find(str(home.root)), log=daemon.log)
     await daemon.serve()
     daemon.start_watchers()
     await daemon.start_http()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from corral import listeners as listen
+from corral import safefs
 from corral.config.keys import resolve_instances
 from corral.config.loader import normalize_app
 from corral.daemon.dispatch import RequestError
@@ -54,6 +55,10 @@ class Registry:
             app["env_names"] = raw.get("env_names", [])
             if not os.path.isabs(app["cwd"]):
                 raise RequestError("bad_config", f"request: app '{name}': key 'cwd' must be absolute")
+            try:
+                safefs.check_app_files(app)  # another uid's app: no log/pid path it could redirect
+            except ConfigError as e:
+                raise RequestError("bad_config", e.render())
             apps.append(app)
         names = [a["name"] for a in apps]
         if len(set(names)) != len(names):

@@ -88,7 +88,7 @@ class Rollout:
         app = inst.app
         if inst not in app.instances or inst.state.status not in RUNNING:
             return
-        if not app.listeners or app.reloading:
+        if not app.shares_socket() or app.reloading:  # shares_socket: listen, or a node cluster app
             self.sup.dispatch(inst, Restart(reason=reason))
             return
         app.reloading = True
@@ -107,9 +107,8 @@ class Rollout:
             raise RequestError("busy", f"a reload of '{app.name}' is already running; try again when it ends")
         app.reloading = True
         try:
-            cfg = app.config
             olds = sorted(app.instances, key=lambda i: i.index)
-            if not (cfg["exec_mode"] == "cluster" and bool(cfg["listen"])):
+            if not app.shares_socket():  # a `listen` socket, or a node cluster app (pm2-dropin)
                 return await self._rolling_restart(app, olds)
             replaced = 0
             for old in olds:
@@ -155,7 +154,7 @@ class Rollout:
         for inst in app.instances:
             inst.last_restart_reason = reason
         self.sup.announce(app.instances[0] if app.instances else None, "trigger", reason)
-        if app.listeners:
+        if app.shares_socket():
             await self.reload_for(app, reason)
             return
         for inst in list(app.instances):

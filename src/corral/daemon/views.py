@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from corral.appkind import is_secret
+from corral.appkind import mask_env
 from corral.statemachine import Status
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class Views:
         if show_env:
             v["env"] = dict(sorted(env.items()))
         else:
-            v["env"] = {k: ("<hidden>" if is_secret(k) else env.get(k, "")) for k in sorted(cfg["env"])}
+            v["env"] = mask_env({k: env.get(k, "") for k in sorted(cfg["env"])})
             v["env_hidden"] = True
         return v
 

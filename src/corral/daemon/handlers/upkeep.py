@@ -34,8 +34,9 @@ class UpkeepCommands:
                     os.unlink(old)
                     flushed.append(old)
             try:
-                with open(path, "r+b") as f:
-                    f.truncate(0)
+                from corral import safefs
+
+                safefs.truncate(path)
                 flushed.append(path)
             except FileNotFoundError:
                 pass
