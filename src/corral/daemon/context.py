@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from corral.daemon.control import ControlServer
+from corral.daemon.eventhub import EventHub
 from corral.daemon.logstream import LogStream
 from corral.daemon.registry import Registry
 from corral.daemon.resources import UsageMonitor
@@ -30,11 +31,14 @@ class DaemonContext(Protocol):
     rollout: Rollout
     registry: Registry
     logstream: LogStream
+    events: EventHub
 
     @property
     def control(self) -> ControlServer: ...
 
     async def stop_all(self) -> int: ...
+
+    def start_in_order(self, graph: Any, configs: list[dict[str, Any]], launches: dict[str, Callable[[], None]]) -> Any: ...
 
     def reload_logs(self) -> int: ...
 

@@ -142,7 +142,7 @@ def metrics(daemon: Daemon) -> str:
     out.append(f"corral_daemon_memory_bytes {me.rss if me else 0}")
     family("corral_daemon_uptime_seconds", "gauge", "Seconds since the daemon started.")
     out.append(f"corral_daemon_uptime_seconds {now - daemon.started:.3f}")
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + daemon.events.counters.prometheus()
 
 
 def host_name(value: str) -> str:

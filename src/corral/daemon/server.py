@@ -31,8 +31,10 @@ from typing import Any
 from corral import __version__
 from corral.daemon.control import ControlServer
 from corral.daemon.dispatch import Dispatcher
+from corral.daemon.eventhub import EventHub
 from corral.daemon.instance import App
 from corral.daemon.logstream import LogStream
+from corral.daemon.ordering import StartOrder, stop_waves
 from corral.daemon.registry import Registry
 from corral.daemon.rollout import Rollout
 from corral.daemon.supervisor import Supervisor
@@ -74,6 +76,8 @@ class Daemon:
         self.registry = Registry(self.sup, lambda: settings.max_instances(str(home.root)))
         self.logstream = LogStream(self.sup, self.stopping)
         self.systemd = SystemdNotifier()
+        self.events = EventHub(self.sup, log, str(home.root))
+        self.order = StartOrder(self)
         handlers, streams = handler_tables(self)
         self.dispatcher = Dispatcher(handlers, streams, log)
         self.control = ControlServer(str(home.socket), self.dispatcher.handle_line, log)
@@ -124,11 +128,16 @@ class Daemon:
         result: dict[str, Any] = await self.dispatcher.handlers[commands.START]({"apps": apps, "client_env": env, "source": source, "wait": True})
         return result
 
+    def start_in_order(self, graph: Any, configs: list[dict[str, Any]], launches: dict[str, Callable[[], None]]) -> Any:
+        """Launch ``launches`` (app name -> action) in the order of ``graph``: a StartPlanRunner."""
+        return self.order.start(graph, configs, launches)
+
     async def stop_all(self) -> int:
         instances = self.sup.instances()
-        for inst in instances:
-            self.sup.stop(inst)
-        await self.rollout.await_settled(instances)
+        for wave in stop_waves(self.sup, instances):  # dependents first
+            for inst in wave:
+                self.sup.stop(inst)
+            await self.rollout.await_settled(wave)
         return len(instances)
 
     async def reload_all(self, on_error: Callable[[App, Exception], None]) -> None:
@@ -149,7 +158,8 @@ class Daemon:
         if self.systemd.sent or not self.systemd.wanted():
             return
         apps = [a for a in self.sup.apps.values() if a.config["autostart"]]
-        if all(i.state.status is Status.ONLINE for a in apps for i in a.instances):
+        done = [a for a in apps if not a.config.get("autorestart", True) and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in a.instances)]
+        if all(i.state.status is Status.ONLINE for a in apps if a not in done for i in a.instances):
             self.systemd.ready(f"{sum(len(a.instances) for a in apps)} processes online")
 
     def _on_event_for_systemd(self, ev: dict[str, Any]) -> None:

@@ -47,5 +47,5 @@ def handler_tables(daemon: DaemonContext) -> tuple[dict[Command, Handler], dict[
         c.RESURRECT: upkeep.resurrect,
         c.KILL: upkeep.kill,
     }
-    streams: dict[Command, StreamHandler] = {c.SUBSCRIBE: daemon.logstream.subscribe}
+    streams: dict[Command, StreamHandler] = {c.SUBSCRIBE: daemon.logstream.subscribe, c.EVENTS: daemon.events.stream}
     return handlers, streams
