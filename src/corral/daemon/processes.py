@@ -2,7 +2,8 @@
 
 The supervisor hands each effect the state machine returns to this part:
 :meth:`InstanceProcesses.spawn` builds the launch plan (pure, in
-:mod:`corral.launch`) and starts it through the :class:`Spawner`, then wires
+:mod:`corral.launch`) and submits it to the :class:`Spawner` (which starts it
+off the event loop, so many spawns overlap); once the process exists it wires
 the exit (:class:`Reaper`), the output (:class:`PipeReader`), the pid file and
 the cgroup; :meth:`signal` holds the instance's tree by pidfd and signals its
 group; exits come back as ``Exited`` events, with ``leftovers`` when the group
@@ -13,9 +14,10 @@ supervisor comes in as callbacks (dispatch, announce, publish) and values.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from corral import listeners as listen
 from corral import osproc
@@ -33,6 +35,19 @@ from corral.statemachine import Event, Exited, Spawned, SpawnFailed
 Dispatch = Callable[[Instance, Event], None]
 Announce = Callable[[Instance | None, str, str], None]
 Publish = Callable[[Instance, str, list[bytes], float], None]
+
+
+def _copy(ls: listen.Listener, copies: list[socket.socket]) -> listen.Listener:
+    sock = ls.sock.dup()
+    copies.append(sock)
+    return replace(ls, sock=sock)
+
+
+def _close_all(listeners: list[listen.Listener], copies: list[socket.socket]) -> None:
+    for ls in listeners:
+        ls.close()
+    for sock in copies:
+        sock.close()
 
 
 @dataclass
@@ -114,21 +129,35 @@ class InstanceProcesses:
             self.dispatch(inst, event)
 
     def spawn(self, inst: Instance) -> None:
+        """Build the plan and start it off the loop; ``Spawned`` or ``SpawnFailed`` follows."""
         cfg = inst.app.config
         inst.status_text = None
         to_close: list[listen.Listener] = []
+        copies: list[socket.socket] = []
         try:
             socks, to_close = inst.app.instance_sockets()
+            # the app's shared sockets are passed as copies: a redefinition may close the
+            # originals while the spawn is in flight
+            socks = [ls if ls in to_close else _copy(ls, copies) for ls in socks]
             plan = plan_launch(cfg, self.build_env(inst), sockets=socks, notify_address=self._ensure_notify(inst))
-            inst.env = plan.env
-            child = self.spawner.spawn(plan)
-        except (osproc.SpawnError, listen.ListenError, OSError) as e:
-            for ls in to_close:
-                ls.close()
+        except (listen.ListenError, OSError) as e:
+            _close_all(to_close, copies)
             self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(e)))
             return
-        for ls in to_close:
-            ls.close()
+        inst.env = plan.env
+
+        def done(result: osproc.Child | Exception) -> None:
+            _close_all(to_close, copies)  # the child holds its own now
+            if isinstance(result, Exception):
+                self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(result)))
+            else:
+                self._spawned(inst, result)
+
+        self.spawner.submit(plan, done)
+
+    def _spawned(self, inst: Instance, child: osproc.Child) -> None:
+        """The process exists: wire its exit, output, pid file and cgroup, then tell the state machine."""
+        cfg = inst.app.config
         if cfg.get("memory_max") or cfg.get("cpu_max"):
             inst.cgroup, notice = self.limits.apply(inst.app.name, f"corral-{inst.app.name}-{inst.id}", child.pid, cfg.get("memory_max"), cfg.get("cpu_max"))
             if notice:
