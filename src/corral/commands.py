@@ -123,7 +123,15 @@ HEALTH = Command(
     "{healthy: bool, apps: [{name, healthy, reason}]}",
 )
 
-HISTORY = Command("history", "Recent CPU and memory samples of instances (for the monitor).", (Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),), "{id: [{time, cpu, memory}]}")
+HISTORY = Command(
+    "history",
+    "CPU and memory samples of instances, oldest first (for the monitor and the dashboard). `time` is the daemon's monotonic clock. Without `since`: the last 120 samples. With `since`: those newer than it; where that reaches back before the last 120, one point per 10 s (mean CPU, peak memory) for up to an hour comes first.",
+    (
+        Param("target", "list[str]", "Names, ids, namespaces, or `all`.", default=["all"]),
+        Param("since", "float", "Only samples newer than this daemon-monotonic time (`0`: the whole hour).", default=None),
+    ),
+    "{id: [{time, cpu, memory}]}",
+)
 
 SUBSCRIBE = Command(
     "subscribe",

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from corral.daemon import monitor
+from corral.daemon import monitor, sampler
 from corral.daemon.monitor import (
     HISTORY,
     TICKS,
@@ -105,7 +105,7 @@ def test_sample_tree_sums_the_tree_and_cpu_from_two_ticks() -> None:
     u3 = sample_tree(s, 7, 100, busy, children_map(busy), 1003.0, want_pss=False)
     assert u3 is not None and u3.cpu_percent == pytest.approx(300.0)
 
-    assert [u.cpu_percent for u in s.history[7]] == [0.0, pytest.approx(50.0), pytest.approx(300.0)]
+    assert [u["cpu"] for u in s.history[7].latest()] == [0.0, pytest.approx(50.0), pytest.approx(300.0)]
 
 
 def test_sample_tree_children_come_and_go() -> None:
@@ -147,7 +147,7 @@ def test_samplers_are_per_key_and_forget() -> None:
     kids = children_map(BASE)
     sample_tree(s, 1, 100, BASE, kids, 1.0, want_pss=False)
     sample_tree(s, 2, 200, BASE, kids, 1.0, want_pss=False)
-    assert s.history[2][-1].rss == 200 * MB and s.history[1][-1].rss == 53 * MB
+    assert s.history[2].latest()[-1]["memory"] == 200 * MB and s.history[1].latest()[-1]["memory"] == 53 * MB
     forget(s, 1)
     assert 1 not in s.history and 1 not in s.last and 2 in s.history
     forget(s, 1)  # twice is fine
@@ -158,9 +158,9 @@ def test_history_is_bounded() -> None:
     kids = children_map(BASE)
     for i in range(HISTORY + 30):
         sample_tree(s, 1, 100, BASE, kids, float(i), want_pss=False)
-    hist = s.history[1]
+    hist = s.history[1].latest()
     assert len(hist) == HISTORY
-    assert hist[0].time == 30.0 and hist[-1].time == float(HISTORY + 29)
+    assert hist[0]["time"] == 30.0 and hist[-1]["time"] == float(HISTORY + 29)
 
 
 # ---------------------------------------------------------------- real /proc
@@ -257,3 +257,31 @@ def test_cpu_of_a_busy_child_from_two_real_ticks() -> None:
     finally:
         busy.kill()
         busy.wait()
+
+
+def test_snapshot_trees_reads_only_the_trees_and_finds_children_of_threads() -> None:
+    """The per-tree walk (task/<tid>/children) sees the same tree as a scan of every process,
+    including a child forked from a non-main thread."""
+    if not sampler.children_files():
+        pytest.skip("no /proc/<pid>/task/<tid>/children on this kernel")
+    code = (
+        "import subprocess, sys, threading, time\n"
+        "a = subprocess.Popen(['sleep', '30'])\n"
+        "t = threading.Thread(target=lambda: subprocess.Popen(['sleep', '30']).wait(), daemon=True); t.start()\n"
+        "print('ok', flush=True); time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ok\n"
+        wait_until(lambda: len(psutil.Process(proc.pid).children()) == 2)
+        procs, kids = sampler.snapshot_trees([proc.pid])
+        assert sorted(tree(proc.pid, kids)) == sorted([proc.pid, *(c.pid for c in psutil.Process(proc.pid).children())])
+        assert set(procs) == set(tree(proc.pid, kids))  # nothing else was read
+        full = snapshot()
+        assert sorted(tree(proc.pid, kids)) == sorted(tree(proc.pid, children_map(full)))
+        assert procs[proc.pid].threads >= 2
+    finally:
+        for c in psutil.Process(proc.pid).children():
+            c.kill()
+        proc.kill()
+        proc.wait()

@@ -42,4 +42,5 @@ class InfoCommands:
         return self.d.health_report(list(args.get("names") or []))
 
     async def history(self, args: dict[str, Any]) -> Any:
-        return {str(i.id): self.d.monitor.history(i) for i in self.sup.select(args["target"])}
+        since = args.get("since")
+        return {str(i.id): self.d.monitor.history(i, since) for i in self.sup.select(args["target"])}
