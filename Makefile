@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_HOME := $(CURDIR)/.corral-run
 
-.PHONY: setup run test test-fast lint docs bench clean
+.PHONY: setup run test test-fast lint docs bench clean soak
 
 $(STAMP): pyproject.toml examples/webapp/requirements.txt examples/webapp/requirements-test.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -m "not slow"
+
+# The reliability suite for longer (CI runs it with 8 s of chaos per test)
+SOAK_SECONDS ?= 120
+soak: $(STAMP)
+	CORRAL_SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -p no:cacheprovider -s --timeout=$$(( $(SOAK_SECONDS) * 3 + 120 )) tests/reliability
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench examples

@@ -860,6 +860,20 @@ def _met(row: Row) -> str:
     return "—" if m is None else ("**yes**" if m else "**no**")
 
 
+
+KEEP_MARKER = "<!-- Sections below this line are measured by their own scripts; bench/run.py --write keeps them. -->"
+
+
+def write_report(path: Path, report: str) -> None:
+    """Write the report, keeping what stands below KEEP_MARKER in the file it replaces."""
+    kept = ""
+    if path.exists():
+        old = path.read_text()
+        if KEEP_MARKER in old:
+            kept = old[old.index(KEEP_MARKER) :]
+    path.write_text(report.rstrip("\n") + ("\n\n" + kept if kept else "\n"))
+
+
 def render_saved(path: Path) -> str:
     raw = json.loads(path.read_text())
     fields = {f for f in Row.__dataclass_fields__}
@@ -918,7 +932,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.render:
         report = render_saved(Path(ns.render))
         if ns.write:
-            Path(ns.write).write_text(report)
+            write_report(Path(ns.write), report)
             progress(f"wrote {ns.write} from {ns.render}")
         else:
             print(report)
@@ -1002,7 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ns.quick and not ns.only:
         (WORK / "last-full-results.json").write_text(json.dumps(raw, indent=2))
     if ns.write:
-        Path(ns.write).write_text(report)
+        write_report(Path(ns.write), report)
         progress(f"wrote {ns.write} (raw figures in {WORK / 'last-results.json'})")
     else:
         print(report)
@@ -1011,7 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # More benchmarks live in their own modules next to this file; they register themselves
 # with `from run import benchmark, Ctx, Row, ...` when imported here.
-EXTENSIONS = ("bench_reload", "bench_throughput", "bench_webapp", "bench_runtime_start", "bench_ops", "bench_scale", "bench_dashboard")
+EXTENSIONS = ("bench_reload", "bench_throughput", "bench_webapp", "bench_runtime_start", "bench_ops", "bench_scale", "bench_dashboard", "bench_events")
 
 
 def _load_extensions() -> None:

@@ -9,6 +9,7 @@ these verbs when the daemon is not running yet, goes through ``corral.cli``.
 import json
 import os
 import socket
+import stat
 import sys
 
 FAST_LIST = {"ls", "list", "status", "l", "ps"}
@@ -20,6 +21,12 @@ class _Fallback(Exception):
 
 def _call(cmd: str) -> object:
     root = os.environ.get("CORRAL_HOME") or os.path.join(os.path.expanduser("~"), ".corral")
+    try:
+        st = os.lstat(root)
+    except OSError:
+        raise _Fallback()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise _Fallback()  # a symlinked or foreign home: the full CLI refuses it with the reason
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(os.path.join(os.path.abspath(root), "corral.sock"))

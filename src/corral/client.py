@@ -17,7 +17,7 @@ from typing import Any
 
 from corral import protocol
 from corral.errors import DaemonError, NotFoundError
-from corral.paths import Home
+from corral.paths import Home, UnsafeHomeError, check_home
 
 CONNECT_TIMEOUT = 15.0
 
@@ -38,6 +38,10 @@ class Client:
         return sock
 
     def connect(self, *, autostart: bool = True) -> socket.socket:
+        try:
+            check_home(self.home.root)  # a planted or symlinked home could hold a socket impersonating the daemon
+        except UnsafeHomeError as e:
+            raise DaemonError(str(e))
         try:
             return self._connect()
         except (FileNotFoundError, ConnectionRefusedError):

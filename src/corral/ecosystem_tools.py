@@ -82,11 +82,17 @@ def load(
     env_name: str | None = None,
     only: Iterable[str] | None = None,
     client_env: Mapping[str, str] | None = None,
+    here: bool = False,
+    no_node: bool = False,
 ) -> Loaded:
-    """Load like ``corral start`` does, keeping the raw data too."""
+    """Load like ``corral start`` does, keeping the raw data too.
+
+    ``here=False``: the file may be meant for another machine, so its paths that do
+    not exist here are warnings ending in "not on this machine".
+    """
     from corral.config.loader import load_apps, read_config_file
 
-    data = read_config_file(path)
+    data = read_config_file(path, no_node=no_node)
     result = load_apps(
         data,
         label=str(path),
@@ -94,6 +100,7 @@ def load(
         env_name=env_name,
         only=only,
         client_env=os.environ if client_env is None else client_env,
+        here=here,
     )
     return Loaded(path, data, result)
 
@@ -107,7 +114,9 @@ def app_warnings(app: Mapping[str, Any], label: str | None) -> list[str]:
 
     where = where_app(label, app["name"])
     out: list[str] = []
-    if app["exec_mode"] == "cluster" and not app["listen"]:
+    from corral.node import is_node_app
+
+    if app["exec_mode"] == "cluster" and not app["listen"] and not is_node_app(dict(app)):
         out.append(
             f"{where}: exec_mode is cluster but no listen socket is set (listen or port): "
             "there is nothing to share, so the instances run as in fork mode"
@@ -294,7 +303,7 @@ def cmd_check(ns: argparse.Namespace) -> int:
     only = [n for n in ns.only.split(",")] if ns.only else None
     env = dict(os.environ)
     try:
-        loaded = load(path, env_name=ns.env, only=only, client_env=env)
+        loaded = load(path, env_name=ns.env, only=only, client_env=env, no_node=ns.no_node)
     except ConfigError as e:
         if ns.json:
             sys.stdout.write(json.dumps(_error_doc(path, e), indent=2) + "\n")
@@ -310,6 +319,21 @@ def cmd_check(ns: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         sys.stdout.write(render_check(report, show_all=ns.all))
+    return strict_exit(loaded, ns.strict)
+
+
+NOT_HERE = "not on this machine"
+
+
+def strict_exit(loaded: Loaded, strict: bool) -> int:
+    """0; with --strict, 2 when a path of the file does not exist on this machine."""
+    missing = [w for w in loaded.result.warnings if w.endswith(NOT_HERE)]
+    if strict and missing:
+        sys.stderr.write(
+            f"corral: error: --strict: {len(missing)} path{'s' if len(missing) != 1 else ''} "
+            f"{'are' if len(missing) != 1 else 'is'} {NOT_HERE}\n"
+        )
+        return 2
     return 0
 
 
@@ -558,6 +582,11 @@ class Conversion:
         self.text = text
         self.notes = notes
         self.apps = apps
+        # (app, variable) whose secret-looking value Node computed: a placeholder was written.
+        self.placeholders: set[tuple[str, str]] = set()
+
+
+SECRET_PLACEHOLDER = "<secret computed by node when converted: set it here>"
 
 
 def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> Conversion:
@@ -607,6 +636,7 @@ def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> 
 
     notes = list(header)
     out_apps: list[OutApp] = []
+    placeholders: set[tuple[str, str]] = set()
     for index, detail in enumerate(result.details):
         app = detail.app
         canon = detail.canonical
@@ -655,8 +685,15 @@ def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> 
             value = _clean(value)
             if move and k in _PATH_KEYS:
                 value = _absolutize(value, src_dir)
+            elif move and k == "env_file":
+                value = [_absolutize(f, src_dir) for f in value] if isinstance(value, list) else _absolutize(value, src_dir)
             out.values[k] = value
             mark((k,), (canon.written[k],))
+        if canon.env_file is not None and "env_file" not in out.values:
+            files = _clean(canon.env_file)
+            if move:
+                files = [_absolutize(f, src_dir) for f in files] if isinstance(files, list) else _absolutize(files, src_dir)
+            out.values["env_file"] = files
         env_written = canon.written.get("env", "env")
         env = _env_table(canon.values.get("env"))
         if env_name:
@@ -677,6 +714,7 @@ def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> 
                 out.values[f"env_{e}"] = t
                 for var in t:
                     mark((f"env_{e}", var), (f"env_{e}", var))
+        placeholders |= _redact_node_secrets(out, evaluated, canon, env_name, app["name"], notes)
         out_apps.append(out)
 
     if to == "toml":
@@ -687,7 +725,50 @@ def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> 
         text = write_json(out_apps)
     else:
         raise UsageError(f"unknown format {to!r}: expected toml, yaml or json")
-    return Conversion(text, notes, out_apps)
+    conv = Conversion(text, notes, out_apps)
+    conv.placeholders = placeholders
+    return conv
+
+
+def _redact_node_secrets(
+    out: OutApp,
+    evaluated: set[tuple[str, ...]],
+    canon: Any,
+    env_name: str | None,
+    name: str,
+    notes: list[str],
+) -> set[tuple[str, str]]:
+    """Replace env values with secret-looking names that Node computed by a placeholder.
+
+    A value computed when converting (``process.env.DB_PASSWORD``, a file read...) is
+    the converting machine's secret: it must not land in a plain file.
+    """
+    from corral.appkind import is_secret
+
+    if not evaluated:
+        return set()
+    done: set[tuple[str, str]] = set()
+    env_written = canon.written.get("env", "env")
+    for table_key, table in list(out.values.items()):
+        if not (table_key == "env" or table_key.startswith("env_")) or not isinstance(table, dict):
+            continue
+        for var, value in list(table.items()):
+            if not is_secret(var) or value in ("", None):
+                continue
+            if table_key == "env":
+                sources = [(env_written, var)]
+                if env_name:
+                    sources.append((f"env_{env_name}", var))
+            else:
+                sources = [(table_key, var)]
+            if not any(src in evaluated or src[:1] in evaluated for src in sources):
+                continue
+            table[var] = SECRET_PLACEHOLDER
+            text = "secret-looking value computed by Node.js: not written, set it here"
+            out.comments.setdefault((table_key, var), []).append(text)
+            notes.append(f"app '{name}': {table_key}.{var}: {text}")
+            done.add((name, var))
+    return done
 
 
 def parse_text(text: str, fmt: str, label: str) -> Any:
@@ -718,11 +799,20 @@ def verify_round_trip(
 
     label = str(loaded.path)
     again = load_apps(
-        parse_text(conv.text, fmt, label), label=label, base_dir=out_dir, client_env=client_env
+        parse_text(conv.text, fmt, label),
+        label=label,
+        base_dir=out_dir,
+        client_env=client_env,
+        here=False,
     )
     for before, after in zip(loaded.result.apps, again.apps, strict=False):
         for key in before:
-            if key != "env_names" and before[key] != after.get(key):
+            b, a = before[key], after.get(key)
+            if key == "env" and isinstance(a, dict):
+                hidden = {v for n, v in conv.placeholders if n == before["name"]}
+                b = {k: v for k, v in b.items() if k not in hidden}
+                a = {k: v for k, v in a.items() if k not in hidden}
+            if key != "env_names" and b != a:
                 raise CorralError(
                     f"internal error: converted, app '{before['name']}' key '{key}' would change"
                     f" from {before[key]!r} to {after.get(key)!r}; nothing was written"
@@ -751,7 +841,7 @@ def cmd_convert(ns: argparse.Namespace) -> int:
         if out_path.exists() and not ns.force:
             raise UsageError(f"{out_path} exists: use --force to replace it")
     env = dict(os.environ)
-    loaded = load(path, env_name=ns.env, client_env=env)
+    loaded = load(path, env_name=ns.env, client_env=env, no_node=ns.no_node)
     out_dir = out_path.parent if out_path is not None else path.parent
     conv = convert(loaded, to=to, env_name=ns.env, out_dir=out_dir)
     verify_round_trip(conv, to, loaded, out_dir, env)
@@ -767,11 +857,10 @@ def cmd_convert(ns: argparse.Namespace) -> int:
     if to == "json":
         for note in conv.notes:
             sys.stderr.write(f"corral: note: {note}\n")
-    if out_path is None:
-        return 0
-    n = len(conv.apps)
-    sys.stderr.write(f"[corral] wrote {out_path} ({n} app{'s' if n != 1 else ''}, {to})\n")
-    return 0
+    if out_path is not None:
+        n = len(conv.apps)
+        sys.stderr.write(f"[corral] wrote {out_path} ({n} app{'s' if n != 1 else ''}, {to})\n")
+    return strict_exit(loaded, ns.strict)
 
 
 # ---------------------------------------------------------------- init
@@ -970,6 +1059,19 @@ def cmd_init(ns: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- the command line
 
 
+def _machine_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 when a path in the file is not on this machine (otherwise a warning)",
+    )
+    parser.add_argument(
+        "--no-node",
+        action="store_true",
+        help="never run node: a JS file that needs it is an error (also CORRAL_NO_NODE=1)",
+    )
+
+
 def add_parser(subparsers: Any) -> None:
     """Add `ecosystem check | convert | init` to an argparse subparsers object."""
     eco = subparsers.add_parser(
@@ -990,6 +1092,7 @@ def add_parser(subparsers: Any) -> None:
     check.add_argument("--only", metavar="A,B", help="only these apps")
     check.add_argument("--json", action="store_true", help="print one JSON document")
     check.add_argument("--all", action="store_true", help="show keys left at their defaults too")
+    _machine_flags(check)
     check.set_defaults(func=cmd_check)
 
     conv = sub.add_parser(
@@ -1003,6 +1106,7 @@ def add_parser(subparsers: Any) -> None:
     conv.add_argument("--env", metavar="NAME", help="merge env_NAME into env and drop the other env_* tables")
     conv.add_argument("-o", "--output", metavar="OUT", help="write to OUT (default: stdout)")
     conv.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _machine_flags(conv)
     conv.set_defaults(func=cmd_convert)
 
     init = sub.add_parser(

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from corral.appkind import looks_like_python
+from corral.appkind import clean_env, looks_like_python
 
 if TYPE_CHECKING:  # the config loader imports this module: sockets only when spawning
     from corral.listeners import Listener
@@ -45,7 +45,7 @@ def build_argv(app: Mapping[str, Any]) -> list[str]:
 
 def build_env(cfg: Mapping[str, Any], base_env: Mapping[str, str], *, index: int, instance_id: int, home: str) -> dict[str, str]:
     """The instance's environment before sockets: the client's, the app's, then Corral's own."""
-    env = dict(base_env)
+    env = clean_env(base_env, cfg["uid"], cfg.get("gid")) if cfg.get("uid") is not None and os.geteuid() == 0 else dict(base_env)
     env.update(cfg["env"])
     env[cfg["instance_var"]] = str(index)
     env["CORRAL_INSTANCE"] = str(index)

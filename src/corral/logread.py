@@ -13,12 +13,17 @@ import gzip
 import json
 import os
 import re
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
+from corral import safefs
 from corral.logrotate import rotated_files
 
 TAIL_MAX_BYTES = 64 * 1024 * 1024  # never read more than this per log when tailing
+GZ_MAX_BYTES = 64 * 1024 * 1024  # never decompress more than this per rotated file
+GZ_BLOCK = 256 * 1024
+MAX_LINE = 1024 * 1024  # as logsink: no stored line is longer
 _ISO_PREFIX = re.compile(rb"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?): ")
 
 
@@ -32,17 +37,39 @@ class LogLine:
     message: str
 
 
-def _read_all(path: str) -> bytes:
-    if path.endswith(".gz"):
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    with open(path, "rb") as f:
-        return f.read()
+def _read_gz(path: str, keep: int) -> tuple[list[bytes], bool]:
+    """The last ``keep`` lines (all when ``keep`` < 0) of a gzipped rotated log, streamed:
+    memory holds the kept lines and one block, never the whole file, and at most
+    GZ_MAX_BYTES are decompressed (a small file that expands hugely costs a bounded
+    amount of time).  (lines, True when the cap cut the file short)."""
+    fd = safefs.open_read(path)
+    kept: deque[bytes] = deque(maxlen=keep if keep >= 0 else None)
+    total = 0
+    partial = b""
+    truncated = False
+    with os.fdopen(fd, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+        while True:
+            block = gz.read(GZ_BLOCK)
+            if not block:
+                break
+            total += len(block)
+            pieces = (partial + block).split(b"\n")
+            partial = pieces.pop()
+            if len(partial) > MAX_LINE:
+                pieces.append(partial)
+                partial = b""
+            kept.extend(pieces)
+            if total >= GZ_MAX_BYTES:
+                truncated = bool(gz.read(1))
+                break
+    if partial and not truncated:
+        kept.append(partial)
+    return list(kept), truncated
 
 
 def _read_tail(path: str, max_lines: int) -> list[bytes]:
     """Up to max_lines last lines of a plain file, reading backwards in blocks."""
-    with open(path, "rb") as f:
+    with os.fdopen(safefs.open_read(path), "rb") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
         pos = size
@@ -109,16 +136,17 @@ def history(
             continue
         if since is not None and mtime < since and file_index > 0:
             break  # this rotated file (and older ones) ended before --since
+        keep = lines if since is None and until is None and grep is None else -1
         try:
-            raw = _read_all(file) if file.endswith(".gz") else _read_tail(file, lines if since is None and until is None and grep is None else -1)
+            if file.endswith(".gz"):
+                raw_lines, cut = _read_gz(file, keep)
+                if cut:
+                    notice = f"[corral] {file}: only the first {GZ_MAX_BYTES // (1024 * 1024)} MB (uncompressed) of this rotated log were read"
+                    raw_lines.insert(0, notice.encode())
+            else:
+                raw_lines = _read_tail(file, keep)
         except OSError:
             continue
-        if file.endswith(".gz"):
-            raw_lines = raw.split(b"\n") if isinstance(raw, bytes) else raw
-            if raw_lines and raw_lines[-1] == b"":
-                raw_lines.pop()
-        else:
-            raw_lines = raw if isinstance(raw, list) else raw.split(b"\n")
         chunk: list[LogLine] = []
         for raw_line in raw_lines:
             ts, msg = parse_time(raw_line, mtime)

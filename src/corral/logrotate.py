@@ -8,13 +8,14 @@ newest ``log_retain`` rotated files of each log and deletes the oldest first.
 
 from __future__ import annotations
 
-import glob
-import gzip
 import os
-import shutil
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from corral import safefs
+from corral.logdates import compile_date_format, date_pattern
 
 DEFAULT_DATE_SUFFIX = "YYYY-MM-DD_HH-mm-ss"
 DEFAULT_RETAIN = 30
@@ -70,9 +71,16 @@ def policy_from(cfg: dict[str, Any], defaults: dict[str, Any] | None = None) -> 
     )
 
 
-def rotated_name(path: str, ts: float, date_suffix: str) -> str:
-    from corral.logsink import compile_date_format
+# The date suffix each live log rotates with (recorded when the log is opened), so
+# that retention, flush and history recognise its rotated files by their exact name.
+_SUFFIXES: dict[str, str] = {}
 
+
+def remember_suffix(path: str, date_suffix: str) -> None:
+    _SUFFIXES[path] = date_suffix
+
+
+def rotated_name(path: str, ts: float, date_suffix: str) -> str:
     stem, ext = os.path.splitext(path)
     stamp = compile_date_format(date_suffix)(ts)
     candidate = f"{stem}{SEPARATOR}{stamp}{ext or '.log'}"
@@ -83,20 +91,28 @@ def rotated_name(path: str, ts: float, date_suffix: str) -> str:
     return candidate
 
 
-def rotated_files(path: str) -> list[str]:
+def rotated_pattern(path: str, date_suffix: str | None = None) -> re.Pattern[str]:
+    """The exact names of one log's rotated files: ``<stem>__<stamp>[_N]<ext>[.gz]`` where
+    the stamp is what ``date_suffix`` produces (default: the suffix the log was opened
+    with).  ``web-out__x-out.log`` (the live log of an app named ``web-out__x``) is
+    not a rotated file of ``web-out.log``."""
+    suffix = date_suffix or _SUFFIXES.get(path) or DEFAULT_DATE_SUFFIX
+    stem, ext = os.path.splitext(os.path.basename(path))
+    return re.compile(
+        re.escape(stem + SEPARATOR) + "(?:" + date_pattern(suffix) + ")" + r"(?:_\d+)?" + re.escape(ext or ".log") + r"(?:\.gz)?"
+    )
+
+
+def rotated_files(path: str, date_suffix: str | None = None) -> list[str]:
     """Rotated files of one log, oldest first (by modification time, then name)."""
     stem, ext = os.path.splitext(path)
-    pattern = f"{glob.escape(stem)}{SEPARATOR}*"
-    found = []
-    for p in glob.glob(pattern):
-        rest = p[len(stem) + len(SEPARATOR) :]
-        if rest.endswith(".gz"):
-            rest = rest[:-3]
-        if ext and not rest.endswith(ext):
-            continue
-        if SEPARATOR in rest:  # another log's rotated file (a longer stem)
-            continue
-        found.append(p)
+    folder = os.path.dirname(path) or "."
+    exact = rotated_pattern(path, date_suffix)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    found = [os.path.join(os.path.dirname(path), n) for n in names if exact.fullmatch(n)]
 
     def key(p: str) -> tuple[float, str, int]:
         # (mtime, date stamp, same-second counter): `_10` sorts after `_2` on equal mtimes
@@ -110,7 +126,7 @@ def rotated_files(path: str) -> list[str]:
         if not (counter.isdigit() and stamp):
             stamp = rest
         try:
-            mtime = os.stat(p).st_mtime
+            mtime = os.lstat(p).st_mtime
         except OSError:
             mtime = 0.0
         return mtime, stamp, n
@@ -118,30 +134,23 @@ def rotated_files(path: str) -> list[str]:
     return sorted(found, key=key)
 
 
-def apply_retention(path: str, retain: int) -> list[str]:
+def apply_retention(path: str, retain: int, date_suffix: str | None = None) -> list[str]:
     """Delete rotated files beyond ``retain``, oldest first; returns what was deleted."""
-    files = rotated_files(path)
+    files = rotated_files(path, date_suffix)
     doomed = files[: max(0, len(files) - retain)]
     for p in doomed:
         try:
-            os.unlink(p)
+            safefs.unlink(p)
         except FileNotFoundError:
             pass
     return doomed
 
 
 def compress_file(path: str) -> str:
-    """gzip a rotated file next to itself, keeping its mtime; removes the original."""
-    target = path + ".gz"
-    tmp = target + ".tmp"
-    st = os.stat(path)
+    """gzip a rotated file next to itself, keeping its mtime; removes the original.
+    Never through a symlink; the output is an O_EXCL temp file renamed into place."""
     # level 1: logs shrink ~8x already, at a fraction of level 6's CPU (measured in bench/)
-    with open(path, "rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
-        shutil.copyfileobj(src, dst, 1024 * 1024)
-    os.utime(tmp, (st.st_atime, st.st_mtime))
-    os.replace(tmp, target)
-    os.unlink(path)
-    return target
+    return safefs.compress(path, level=1)
 
 
 def next_interval(pattern: str, after: float) -> float:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from corral.logrotate import RotatePolicy
+from corral import safefs
+from corral.logdates import compile_date_format, iso_time
+from corral.logrotate import DEFAULT_DATE_SUFFIX, RotatePolicy, remember_suffix, rotated_name
 
 MAX_LINE = 1024 * 1024  # a longer line is cut into pieces of this size
 
@@ -67,79 +65,6 @@ class LineFramer:
             line, self._partial = self._partial, b""
             return [line]
         return []
-
-
-# ---------------------------------------------------------------- date formats
-
-# PM2 uses moment.js tokens; longest first so YYYY wins over YY.
-_MOMENT_TOKENS = [
-    ("YYYY", "%Y"),
-    ("YY", "%y"),
-    ("MMMM", "%B"),
-    ("MMM", "%b"),
-    ("MM", "%m"),
-    ("DD", "%d"),
-    ("Do", "%d"),
-    ("dddd", "%A"),
-    ("ddd", "%a"),
-    ("HH", "%H"),
-    ("hh", "%I"),
-    ("mm", "%M"),
-    ("ss", "%S"),
-    ("SSS", "{ms}"),
-    ("ZZ", "%z"),
-    ("Z", "{tz}"),
-    ("A", "%p"),
-    ("a", "{ampm}"),
-    ("X", "{unix}"),
-    ("x", "{unixms}"),
-]
-_TOKEN_RE = re.compile(r"\[[^\]]*\]|" + "|".join(re.escape(t) for t, _ in _MOMENT_TOKENS))
-_TOKEN_MAP = dict(_MOMENT_TOKENS)
-
-
-def compile_date_format(fmt: str) -> Callable[[float], str]:
-    """Compile a moment.js format (``YYYY-MM-DD HH:mm:ss Z``) to a formatter of epoch seconds."""
-    parts: list[str] = []
-    pos = 0
-    for m in _TOKEN_RE.finditer(fmt):
-        parts.append(fmt[pos : m.start()].replace("%", "%%"))
-        tok = m.group(0)
-        if tok.startswith("["):
-            parts.append(tok[1:-1].replace("%", "%%"))
-        else:
-            parts.append(_TOKEN_MAP[tok])
-        pos = m.end()
-    parts.append(fmt[pos:].replace("%", "%%"))
-    template = "".join(parts)
-    needs_extra = "{" in template
-
-    def fmt_time(ts: float) -> str:
-        lt = time.localtime(ts)
-        out = time.strftime(template, lt)
-        if needs_extra:
-            off = lt.tm_gmtoff or 0
-            sign = "+" if off >= 0 else "-"
-            off = abs(off)
-            out = out.replace("{ms}", f"{int(ts * 1000) % 1000:03d}")
-            out = out.replace("{tz}", f"{sign}{off // 3600:02d}:{(off % 3600) // 60:02d}")
-            out = out.replace("{ampm}", time.strftime("%p", lt).lower())
-            out = out.replace("{unixms}", str(int(ts * 1000)))
-            out = out.replace("{unix}", str(int(ts)))
-        return out
-
-    return fmt_time
-
-
-def iso_time(ts: float) -> str:
-    lt = time.localtime(ts)
-    off = lt.tm_gmtoff or 0
-    sign = "+" if off >= 0 else "-"
-    off = abs(off)
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", lt)
-        + f".{int(ts * 1000) % 1000:03d}{sign}{off // 3600:02d}:{(off % 3600) // 60:02d}"
-    )
 
 
 # ---------------------------------------------------------------- formatting
@@ -227,15 +152,16 @@ class LogFile:
             self._fail(e, 0)
 
     def open(self) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        # O_NONBLOCK: a FIFO with no reader must not freeze the daemon (ENXIO is a
-        # write failure, retried later); it changes nothing for regular files
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
-        st = os.fstat(self.fd)
-        # a symlink (e.g. /dev/stdout) is never rotated: rename would move the link itself
-        self.regular = stat.S_ISREG(st.st_mode) and not os.path.islink(self.path)
+        # through safefs: never follows a symlink someone could have planted, refuses hard
+        # links; O_NONBLOCK: a FIFO with no reader must not freeze the daemon (ENXIO is a
+        # write failure, retried later)
+        self.fd, st = safefs.open_append(self.path)
+        # a trusted symlink (e.g. /dev/stdout) is never rotated: rename would move the link itself
+        self.regular = stat.S_ISREG(st.st_mode) and not safefs.is_symlink(self.path)
         self.size = st.st_size if self.regular else 0
         self.ident = (st.st_dev, st.st_ino)
+        if self.policy is not None:
+            remember_suffix(self.path, self.policy.date_suffix)
 
     def reopen(self) -> None:
         old = self.fd
@@ -324,12 +250,11 @@ class LogFile:
         """Rename the current file aside and start a fresh one; None when nothing to rotate."""
         if not self.regular or self.size == 0:
             return None
-        from corral.logrotate import DEFAULT_DATE_SUFFIX, rotated_name
-
         suffix = self.policy.date_suffix if self.policy else DEFAULT_DATE_SUFFIX
         target = rotated_name(self.path, time.time(), suffix)
         try:
-            os.rename(self.path, target)
+            # only the file we write to is renamed (lstat identity), never a name swapped in
+            safefs.rename_if_same(self.path, target, self.ident)
             self.reopen()
         except OSError as e:
             self._fail(e, 0)
@@ -344,11 +269,8 @@ class LogFile:
         if self.fd < 0 or not self.regular:
             return False
         try:
-            st = os.stat(self.path)
-            if (st.st_dev, st.st_ino) == self.ident:
+            if safefs.identity(self.path) == self.ident:  # lstat: a symlink put in its place is "moved"
                 return False
-        except FileNotFoundError:
-            pass
         except OSError:
             return False
         try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from corral.errors import CorralError
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,42 @@ class Home:
         return fd
 
     def ensure(self) -> None:
-        """Create the home folder with mode 0700 (and tighten it if it exists)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        """Create the home folder with mode 0700 (and tighten it if it exists).
+
+        The home must be a real folder owned by the user running Corral: a symlink,
+        or a folder someone else made (where they could plant a ``dump.json`` to be
+        resurrected, or a socket to impersonate the daemon), is refused."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(self.root, 0o700)
+        except FileExistsError:
+            pass
+        check_home(self.root)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) != 0o700:
+                os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+
+
+class UnsafeHomeError(CorralError):
+    """CORRAL_HOME is a symlink, not a folder, or not owned by the user."""
+
+
+def check_home(root: Path, uid: int | None = None) -> None:
+    """Refuse a home that is a symlink, not a folder, or owned by another user."""
+    me = os.getuid() if uid is None else uid
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeHomeError(f"CORRAL_HOME {root} is a symlink: point CORRAL_HOME at the real folder")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeHomeError(f"CORRAL_HOME {root} is not a folder")
+    if st.st_uid != me:
+        raise UnsafeHomeError(
+            f"CORRAL_HOME {root} belongs to uid {st.st_uid}, not to you (uid {me}): refusing to use a folder "
+            "someone else controls; remove it or choose another CORRAL_HOME"
+        )

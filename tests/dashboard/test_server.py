@@ -241,7 +241,8 @@ def test_bad_settings_name_the_file_and_key(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "corral.dashboard", "--url"], env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "corral.toml" in proc.stderr and "dashboard.port" in proc.stderr
     (tmp_path / "corral.toml").write_text('[dashboard]\nport = 9777\nread_only = true\n')
-    proc = subprocess.run([sys.executable, "-m", "corral.dashboard", "--url"], env=env, capture_output=True, text=True, timeout=30)
+    # through the CLI's `corral dashboard` this time
+    proc = subprocess.run([sys.executable, "-m", "corral", "dashboard", "--url"], env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and proc.stdout.startswith("http://127.0.0.1:9777/login?token=")
 
 

@@ -246,7 +246,6 @@ BROKEN_CASES: list[tuple[str, str]] = [
     ("bad_instances.yaml", "{file}: app 'web': key 'instances': expected a number, 'max' or -N (CPUs minus N), got 'lots'"),
     ("bad_exec_mode.json", "{file}: app 'web': key 'exec_mode': expected 'fork' or 'cluster', got 'spawn'"),
     ("env_not_table.yaml", "{file}: app 'web': key 'env_production': expected a table of NAME = value, got a string"),
-    ("env_nested.json", "{file}: app 'web': key 'env': variable 'DB' must be a string, number or boolean, got {{'host': 'x'}}"),
     ("duplicate_names.json", "{file}: app 'web': key 'name': apps #1 and #3 have the same name"),
     ("missing_script.toml", "{file}: app 'web': key 'script': is required: the file or program to run"),
     ("script_not_found.yaml", "{file}: app 'web': key 'script': script file {dir}/nope.py does not exist"),
@@ -520,8 +519,15 @@ def test_env_name_selects_env_table(tmp_path: Path) -> None:
 
 def test_env_table_bad_value_names_the_table(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
-        _norm(tmp_path, {"name": "web", "env_production": {"X": [1]}})
-    assert str(e.value) == "eco.toml: app 'web': key 'env_production': variable 'X' must be a string, number or boolean, got [1]"
+        _norm(tmp_path, {"name": "web", "env_production": {"A=B": "1"}})
+    assert str(e.value) == "eco.toml: app 'web': key 'env_production': 'A=B' is not a valid environment variable name"
+
+
+def test_env_objects_and_lists_are_stringified_as_pm2_does(tmp_path: Path) -> None:
+    # PM2 (Common.mergeEnvironmentVariables) runs JSON.stringify on object values.
+    raw = {"name": "web", "env": {"DB": {"host": "x", "port": 5432}}, "env_production": {"X": [1, "a"]}}
+    app = _norm(tmp_path, raw, env_name="production")
+    assert app["env"] == {"DB": '{"host":"x","port":5432}', "X": '[1,"a"]'}
 
 
 def test_empty_env_table_is_fine(tmp_path: Path) -> None:

@@ -58,6 +58,10 @@ def _main(argv: list[str]) -> int:
         from corral.ecosystem_tools import main as ecosystem_main
 
         return ecosystem_main(argv)
+    if argv[:1] == ["dashboard"]:
+        from corral.dashboard.__main__ import main as dashboard_main
+
+        return dashboard_main(argv[1:])
     if argv[:1] in (["export"], ["startup"], ["unstartup"]):
         from corral.export import main as export_main
 

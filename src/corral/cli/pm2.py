@@ -143,7 +143,7 @@ VERBS: tuple[Verb, ...] = (
     Verb("dump", "corral dump", "also `save`"),
     Verb("resurrect", "corral resurrect"),
     Verb("ping", "corral ping"),
-    Verb("monit", "corral monit", "also `monitor`, `dashboard`"),
+    Verb("monit", "corral monit", "also `monitor`; `corral dashboard` is the web UI (docs/dashboard.md)"),
     Verb("startup [platform]", "corral startup [systemd]"),
     Verb("unstartup [platform]", "corral unstartup [systemd]"),
     Verb("ecosystem [mode]", "corral ecosystem init", "also `check` and `convert`"),

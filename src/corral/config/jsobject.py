@@ -35,7 +35,9 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -609,6 +611,8 @@ class _Parser:
         self.module_exports: Any = exports  # module.exports
         self.exports_ref: Any = exports  # the `exports` variable
         self.default_export: Any = _UNDEFINED
+        # `export const apps = ...`: with no default export, the module's named exports.
+        self.named_exports: list[str] = []
         self.esm = False
 
     # -- token helpers -------------------------------------------------------
@@ -703,6 +707,8 @@ class _Parser:
         while self._peek().kind != "eof":
             self._statement()
         value = self.default_export if self.esm else self.module_exports
+        if self.esm and value is _UNDEFINED and self.named_exports:
+            value = {n: self.scope[n] for n in self.named_exports if self.scope[n] is not _UNDEFINED}
         if value is _UNDEFINED:
             return None
         if isinstance(value, dict):
@@ -912,7 +918,9 @@ class _Parser:
             self._advance()
             self.default_export = self._element()
         elif self._is_name(token, "const", "let", "var"):
+            before = set(self.scope)
             self._declaration()
+            self.named_exports.extend(n for n in self.scope if n not in before)
         else:
             raise _Unsupported
 
@@ -1144,17 +1152,38 @@ def parse_js_literal(text: str, *, filename: str = "<string>", dirname: str = ".
     return _Parser(tokens, text, filename=filename, dirname=dirname).parse_program()
 
 
+NO_NODE_ENV = "CORRAL_NO_NODE"
+
+
+def node_refused(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``CORRAL_NO_NODE`` forbids running node to read a file."""
+    value = (os.environ if env is None else env).get(NO_NODE_ENV, "")
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def announce_on_stderr(path: Path, reason: str) -> None:
+    """The default notice: a file is about to be evaluated by node."""
+    sys.stderr.write(
+        f"corral: note: {path} is evaluated with node ({reason}); "
+        f"--no-node or {NO_NODE_ENV}=1 refuses to run it\n"
+    )
+
+
 def load_js_file(
     path: Path,
     *,
     node: str | None | Literal["auto"] = "auto",
     timeout: float = 10.0,
+    announce: Callable[[Path, str], None] | None = announce_on_stderr,
+    refused_by: str | None = None,
 ) -> Any:
     """The value a JavaScript ecosystem file exports, as plain Python data.
 
     The file is parsed in Python when it is a plain literal; otherwise it is
     evaluated with Node.js (``node="auto"`` looks for ``node`` on PATH, ``None``
-    means Node is not available). Raises ConfigError.
+    means Node is not available). ``announce(path, reason)`` is called before node
+    runs (by default: a note on stderr); ``refused_by`` (e.g. ``"--no-node"``) means
+    node must not run, and names why in the error. Raises ConfigError.
     """
     label = str(path)
     try:
@@ -1173,6 +1202,11 @@ def load_js_file(
         reason = e
     except JSSyntaxError as e:
         reason = e
+    if refused_by is not None:
+        what = reason.describe() if isinstance(reason, NeedsNode) else f"line {reason.line}: {reason.reason}"
+        raise ConfigError(
+            f"{what.split('; install node')[0]}; node is not run because of {refused_by}", file=label
+        ) from None
     node_exe = shutil.which("node") if node == "auto" else node
     if node_exe is None:
         if isinstance(reason, NeedsNode):
@@ -1180,6 +1214,13 @@ def load_js_file(
         raise JSSyntaxError(
             reason.reason, line=reason.line, column=reason.column, file=label
         ) from None
+    if announce is not None:
+        announce(
+            absolute,
+            f"line {reason.line}: '{reason.construct}'"
+            if isinstance(reason, NeedsNode)
+            else "the literal reader cannot parse it",
+        )
     esm = path.suffix.lower() == ".mjs" or (
         path.suffix.lower() != ".cjs" and _uses_esm_syntax(_Lexer(text).tokenize())
     )
@@ -1212,19 +1253,22 @@ const { pathToFileURL } = require('url');
 const [file, out, mode] = process.argv.slice(1);
 const load = async () => {
   if (mode === 'import') {
-    return (await import(pathToFileURL(file).href)).default;
+    const ns = await import(pathToFileURL(file).href);
+    // `export const apps = [...]` and no default export: the named exports.
+    return 'default' in ns ? ns.default : { ...ns };
   }
   let value;
   try {
     value = require(file);
   } catch (err) {
     if (err && (err.code === 'ERR_REQUIRE_ESM' || err.code === 'ERR_REQUIRE_ASYNC_MODULE')) {
-      return (await import(pathToFileURL(file).href)).default;
+      const ns = await import(pathToFileURL(file).href);
+      return 'default' in ns ? ns.default : { ...ns };
     }
     throw err;
   }
   if (value && value[Symbol.toStringTag] === 'Module') {
-    value = value.default;
+    value = 'default' in value ? value.default : { ...value };
   }
   return value;
 };

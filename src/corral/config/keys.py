@@ -529,6 +529,18 @@ def p_any_table(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
+def p_depends_on(value: Any) -> list[dict[str, str]]:
+    from corral.deps import parse_depends_on
+
+    return parse_depends_on(value)
+
+
+def p_hooks(value: Any) -> list[dict[str, Any]]:
+    from corral.hooks import parse_hooks
+
+    return parse_hooks(value)
+
+
 # ---------------------------------------------------------------- the keys
 
 
@@ -540,6 +552,7 @@ KEYS: tuple[Key, ...] = (
     Key("interpreter_args", p_args, [], "Arguments for the interpreter, before the script (e.g. `-u`, `-X dev`, `-m`).", "string or list", ("node_args",), flags=(Flag(("--interpreter-args", "--node-args")),)),
     Key("cwd", p_opt_str, None, "Working directory; relative to the ecosystem file's folder. Default: that folder.", "path", flags=(Flag(("--cwd",)),)),
     Key("env", p_env, {}, "Environment variables; any scalar value becomes a string. `env_<name>` tables are merged over it with `--env <name>`.", "table"),
+    Key("env_file", p_str_list, [], "Corral's own (PM2 has no such key): dotenv file(s) (`KEY=value` lines) merged below `env` and `env_<name>`; one path or a list, relative to the ecosystem file's folder, later files over earlier ones. A missing file is an error at start (a warning in `ecosystem check`/`convert`/`export`).", "path or list"),
     Key("instances", p_instances, 1, "How many instances: a number, `max` or `0` (one per CPU), `-N` (CPUs minus N).", "int or 'max'", ("instance_count",), flags=(Flag(("-i", "--instances")),), bounds=Bounds(-MAX_INSTANCES, MAX_INSTANCES, note="(0 or 'max': one per CPU; -N: CPUs minus N)")),
     Key("exec_mode", p_exec_mode, "fork", "`fork` or `cluster` (also PM2's `fork_mode`, `cluster_mode`). In cluster mode instances share the app's listening sockets.", "string", flags=(Flag(("--exec-mode",), pm2=False), Flag(("-x", "--execute-command"), "switch", "fork", help="fork mode (PM2's -x)"))),
     Key("instance_var", p_str, "NODE_APP_INSTANCE", "Environment variable holding the instance number (Corral also always sets `CORRAL_INSTANCE`).", "string", flags=(Flag(("--instance-var",), pm2=False),)),
@@ -587,6 +600,8 @@ KEYS: tuple[Key, ...] = (
     Key("log_compress", p_opt_bool, None, "gzip rotated files (done off the event loop); default false.", "bool", ("compress",)),
     Key("log_date_suffix", p_opt_str, None, "Date in rotated file names, in moment tokens; default `YYYY-MM-DD_HH-mm-ss` (`app-out__2026-11-28_10-30-00.log`).", "string", ("dateFormat",)),
     Key("watchdog_sec", p_opt_duration, None, "With this set, an instance that sends no sd_notify `WATCHDOG=1` within it is restarted (systemd's WatchdogSec).", "duration", bounds=DURATION),
+    Key("depends_on", p_depends_on, [], "Apps this one waits for before it starts: a list of names, or a table `{name = condition}` with `started`, `ready`, `healthy`, `completed`, `completed_successfully` (see docs/dependencies.md). Corral's own key: PM2 has none.", "list or table"),
+    Key("hooks", p_hooks, [], "Commands or webhooks run on this app's events, with a timeout, retries and a rate limit (see docs/events.md).", "list of tables"),
 )
 
 

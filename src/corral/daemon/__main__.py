@@ -21,6 +21,9 @@ def main() -> int:
     if lock_fd is None:
         return 0  # another daemon holds the home
     from corral.daemon.lifecycle import run
+    from corral.daemonlog import install
+
+    install(str(home.daemon_log))
 
     try:
         return asyncio.run(run(home))

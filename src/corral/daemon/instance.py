@@ -74,6 +74,8 @@ class Instance:
     health_pid: int | None = None
     health_spec: Any = None
     cgroup: str | None = None
+    node: Any = None  # nodeipc.NodeChannel of a node instance (closed once it has exited)
+    ready_pipe: Any = None  # readypipe.ReadyPipeReader: CORRAL_READY_FD's other end
     _paths: tuple[Any, bool, dict[str, str | None]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -128,9 +130,11 @@ class App:
     listeners: list[listen.Listener] = field(default_factory=list)
     source: str | None = None
     reloading: bool = False
+    plan_status: tuple[str, str] | None = None  # ("waiting" | "blocked", why): start order (depends_on)
     health: Any = None  # healthspec.HealthState when probed through the shared socket
     health_pid: int | None = None
     health_spec: Any = None
+    node_sockets: Any = None  # nodelink.AppNodeSockets, for node apps in cluster mode
 
     def bind_listeners(self) -> None:
         """Bind the app's shared sockets (cluster mode); keeps those already bound to
@@ -184,6 +188,27 @@ class App:
         for ls in self.listeners:
             ls.close()
         self.listeners = []
+        if self.node_sockets is not None:
+            self.node_sockets.close()
+            self.node_sockets = None
+
+    def shared_node_sockets(self) -> Any:
+        """The sockets the app's node cluster workers listen on (Corral as Node's
+        cluster primary): bound once per address, or the app's own listen sockets."""
+        from corral.daemon.nodelink import AppNodeSockets
+
+        if self.node_sockets is None:
+            self.node_sockets = AppNodeSockets(backlog=self.config.get("backlog") or listen.DEFAULT_BACKLOG)
+        self.node_sockets.adopt_listeners([ls.sock for ls in self.listeners])
+        return self.node_sockets
+
+    def shares_socket(self) -> bool:
+        """Whether a replacement instance can take over the app's port while the old one
+        serves: a shared `listen` socket, or a node app in cluster mode."""
+        from corral.daemon.nodelink import cluster_worker
+
+        cfg = self.config
+        return cfg["exec_mode"] == "cluster" and (bool(cfg["listen"]) or cluster_worker(cfg))
 
     def listen_signature(self) -> tuple[Any, ...]:
         cfg = self.config

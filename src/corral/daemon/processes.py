@@ -14,6 +14,7 @@ supervisor comes in as callbacks (dispatch, announce, publish) and values.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from dataclasses import dataclass, replace
 from corral import listeners as listen
 from corral import osproc
 from corral.config.keys import resolve_instances
+from corral.daemon import nodeipc, nodelink, readypipe
 from corral.daemon.applogs import AppLogs, PipeReader
 from corral.daemon.cgroups import HardLimits
 from corral.daemon.instance import Instance
@@ -30,7 +32,7 @@ from corral.daemon.reaper import Reaper
 from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, read_message
 from corral.daemon.spawner import Spawner
 from corral.launch import build_env, pid_file_path, plan_launch
-from corral.statemachine import Event, Exited, Spawned, SpawnFailed
+from corral.statemachine import Event, Exited, Ready, Spawned, SpawnFailed
 
 Dispatch = Callable[[Instance, Event], None]
 Announce = Callable[[Instance | None, str, str], None]
@@ -91,6 +93,8 @@ class InstanceProcesses:
         self.limits = HardLimits()
         self.by_pid: dict[int, Instance] = {}
         self.leftovers: dict[int, Leftovers] = {}
+        # node cluster workers asked to disconnect, by pid: their channels until they exit
+        self._draining: dict[int, nodeipc.NodeChannel] = {}
 
     def build_env(self, inst: Instance) -> dict[str, str]:
         return build_env(inst.app.config, inst.app.base_env, index=inst.index, instance_id=inst.id, home=self.home)
@@ -103,6 +107,8 @@ class InstanceProcesses:
     def release(self, inst: Instance) -> None:
         """The instance is forgotten: close its notify endpoint, drop what it holds."""
         self._close_notify(inst)
+        self._close_node(inst)
+        self._close_ready_pipe(inst)
         self._untrack(inst)
 
     def _close_notify(self, inst: Instance) -> None:
@@ -134,24 +140,50 @@ class InstanceProcesses:
         inst.status_text = None
         to_close: list[listen.Listener] = []
         copies: list[socket.socket] = []
+        pending: nodelink.Pending | None = None
+        ready: tuple[int, int] | None = None
+
+        def abandon() -> None:
+            _close_all(to_close, copies)
+            if pending is not None:
+                pending.abandon()
+            if ready is not None:
+                os.close(ready[0])
+                os.close(ready[1])
+
         try:
             socks, to_close = inst.app.instance_sockets()
             # the app's shared sockets are passed as copies: a redefinition may close the
             # originals while the spawn is in flight
             socks = [ls if ls in to_close else _copy(ls, copies) for ls in socks]
             plan = plan_launch(cfg, self.build_env(inst), sockets=socks, notify_address=self._ensure_notify(inst))
+            pending = nodelink.prepare(cfg, inst.id)
+            if pending is not None:
+                plan = nodelink.with_channel(plan, pending)
+            if cfg.get("wait_ready") or cfg.get("watchdog_sec"):
+                # apps that report readiness: also a pipe for those without datagram sockets
+                ready = readypipe.ready_pipe()
+                ready = (ready[0], readypipe.child_end(ready[1]))
+                plan = replace(plan, env={**plan.env, **readypipe.child_env(ready[1])}, pass_fds=(*plan.pass_fds, ready[1]))
         except (listen.ListenError, OSError) as e:
-            _close_all(to_close, copies)
+            abandon()
             self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(e)))
             return
         inst.env = plan.env
 
         def done(result: osproc.Child | Exception) -> None:
-            _close_all(to_close, copies)  # the child holds its own now
             if isinstance(result, Exception):
+                abandon()
                 self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(result)))
-            else:
-                self._spawned(inst, result)
+                return
+            _close_all(to_close, copies)  # the child holds its own now
+            if pending is not None:
+                self._attach_node(inst, pending)
+            self._close_ready_pipe(inst)
+            if ready is not None:
+                os.close(ready[1])
+                inst.ready_pipe = readypipe.ReadyPipeReader(self.loop, ready[0], lambda fields: self.on_ready_pipe(inst, fields))
+            self._spawned(inst, result)
 
         self.spawner.submit(plan, done)
 
@@ -176,6 +208,44 @@ class InstanceProcesses:
                 self.announce(inst, "warning", error)
         self.dispatch(inst, Spawned(child.pid))
 
+    def _attach_node(self, inst: Instance, pending: nodelink.Pending) -> None:
+        """A node instance's IPC channel: readiness from process.send('ready'); in cluster
+        mode, its listen() served with the app's shared socket (Corral as Node's primary)."""
+        sockets = inst.app.shared_node_sockets() if nodelink.cluster_worker(inst.app.config) else None
+        old = inst.node
+        if old is not None:
+            old.close()
+
+        def on_event(event: nodeipc.Event) -> None:
+            if isinstance(event, nodeipc.Ready):
+                self.dispatch(inst, Ready())
+
+        def on_closed(reason: str | None) -> None:
+            if reason:
+                self.log(f"[{inst.name}:{inst.id}] node IPC channel closed: {reason}")
+
+        inst.node = pending.attach(sockets, on_event=on_event, on_closed=on_closed)
+
+    def on_ready_pipe(self, inst: Instance, fields: dict[str, str]) -> None:
+        """A line written to CORRAL_READY_FD: sd_notify assignments (READY=1, STATUS=...)."""
+        if inst.child is None:
+            return
+        message = read_message(fields)
+        if message.status_text is not None:
+            inst.status_text = message.status_text
+        for event in message.events:
+            self.dispatch(inst, event)
+
+    def _close_ready_pipe(self, inst: Instance) -> None:
+        if inst.ready_pipe is not None:
+            inst.ready_pipe.close()
+            inst.ready_pipe = None
+
+    def _close_node(self, inst: Instance) -> None:
+        if inst.node is not None:
+            inst.node.close()
+            inst.node = None
+
     def _read_output(self, inst: Instance, child: osproc.Child) -> None:
         paths = inst.log_paths()
         policy = self.logs.setup(inst.app.name, inst.app.config).policy
@@ -192,6 +262,31 @@ class InstanceProcesses:
             inst.readers.add(PipeReader(self.loop, fd, stream, targets, lambda: inst.formatter, self.following, publish, closed))
 
     def signal(self, inst: Instance, sig: str) -> None:
+        child = inst.child
+        if child is None:
+            return
+        channel = inst.node
+        if sig != "SIGKILL" and channel is not None and nodelink.cluster_worker(inst.app.config):
+            # A Node cluster worker stops as under PM2: first disconnect (it closes its
+            # listening handles and lets open requests finish), then the kill signal; the
+            # state machine's kill_timeout still ends it with SIGKILL.
+            done = [False]
+
+            def then() -> None:
+                if not done[0] and inst.child is child:
+                    done[0] = True
+                    self._signal_now(inst, sig)
+
+            inst.node = None  # one disconnect per stop; closed by the exit as before
+            self._draining[child.pid] = channel
+            channel.disconnect(then)
+            # the signal anyway if it has not closed its channel near the end of the grace
+            timeout = inst.state.policy.kill_timeout
+            self.loop.call_later(max(timeout - 0.4, timeout / 2), then)
+            return
+        self._signal_now(inst, sig)
+
+    def _signal_now(self, inst: Instance, sig: str) -> None:
         child = inst.child
         if child is None:
             return
@@ -222,6 +317,11 @@ class InstanceProcesses:
         for reader in list(inst.readers):
             reader.drain()
         inst.child = None
+        self._close_ready_pipe(inst)
+        self._close_node(inst)  # only now: a cluster worker exits when its channel closes
+        draining = self._draining.pop(pid, None)
+        if draining is not None:
+            draining.close()
         if inst.cgroup:
             from corral.daemon import cgroups
 

@@ -18,13 +18,15 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from corral import listeners as listen
+from corral import safefs
 from corral.config.keys import resolve_instances
 from corral.config.loader import normalize_app
 from corral.daemon.dispatch import RequestError
 from corral.errors import ConfigError
 
 if TYPE_CHECKING:
-    from corral.daemon.supervisor import App, Supervisor
+    from corral.daemon.instance import App
+    from corral.daemon.supervisor import Supervisor
 
 Changed = list[tuple["App", dict[str, Any]]]
 
@@ -51,9 +53,16 @@ class Registry:
                 app, _warnings, _ignored = normalize_app(clean, label="request", resolve=False)
             except ConfigError as e:
                 raise RequestError("bad_config", e.render())
-            app["env_names"] = raw.get("env_names", [])
+            env_names = raw.get("env_names", [])
+            if not isinstance(env_names, list) or not all(isinstance(e, str) for e in env_names):
+                raise RequestError("bad_config", f"request: app '{name}': key 'env_names' must be a list of strings")
+            app["env_names"] = env_names
             if not os.path.isabs(app["cwd"]):
                 raise RequestError("bad_config", f"request: app '{name}': key 'cwd' must be absolute")
+            try:
+                safefs.check_app_files(app)  # another uid's app: no log/pid path it could redirect
+            except ConfigError as e:
+                raise RequestError("bad_config", e.render())
             apps.append(app)
         names = [a["name"] for a in apps]
         if len(set(names)) != len(names):

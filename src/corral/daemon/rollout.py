@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from corral.daemon.dispatch import RequestError
-from corral.daemon.supervisor import READY_SETTLE
-from corral.statemachine import Restart, Status
+from corral.statemachine import READY_SETTLE, Restart, Status
 
 if TYPE_CHECKING:
-    from corral.daemon.supervisor import App, Instance, Supervisor
+    from corral.daemon.instance import App, Instance
+    from corral.daemon.supervisor import Supervisor
 
 RUNNING = (Status.ONLINE, Status.LAUNCHING)
 SETTLING = (Status.STOPPING, Status.LAUNCHING)
@@ -88,7 +88,7 @@ class Rollout:
         app = inst.app
         if inst not in app.instances or inst.state.status not in RUNNING:
             return
-        if not app.listeners or app.reloading:
+        if not app.shares_socket() or app.reloading:  # shares_socket: listen, or a node cluster app
             self.sup.dispatch(inst, Restart(reason=reason))
             return
         app.reloading = True
@@ -107,9 +107,8 @@ class Rollout:
             raise RequestError("busy", f"a reload of '{app.name}' is already running; try again when it ends")
         app.reloading = True
         try:
-            cfg = app.config
             olds = sorted(app.instances, key=lambda i: i.index)
-            if not (cfg["exec_mode"] == "cluster" and bool(cfg["listen"])):
+            if not app.shares_socket():  # a `listen` socket, or a node cluster app (pm2-dropin)
                 return await self._rolling_restart(app, olds)
             replaced = 0
             for old in olds:
@@ -135,7 +134,7 @@ class Rollout:
             planned = old.state.restarts + 1
             self.sup.restart(old)
             why = await self.wait_ready(old, planned) if old.state.policy.autorestart else None
-            if why and old.state.status is not Status.ONLINE:
+            if why is not None:
                 raise RequestError("reload_failed", f"{app.name}: instance {old.index} {why}")
         single = len(olds) == 1 and app.config["exec_mode"] == "fork"
         msg = "fork mode with one instance and no shared socket: reload falls back to restart" if single else "no shared listen socket: rolling restart, one instance at a time"
@@ -155,7 +154,7 @@ class Rollout:
         for inst in app.instances:
             inst.last_restart_reason = reason
         self.sup.announce(app.instances[0] if app.instances else None, "trigger", reason)
-        if app.listeners:
+        if app.shares_socket():
             await self.reload_for(app, reason)
             return
         for inst in list(app.instances):

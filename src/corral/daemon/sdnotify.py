@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from corral.notify import NotifySocket
@@ -44,9 +44,22 @@ def endpoint_address(owner: int) -> str:
 class NotifyEndpoint:
     """One instance's NOTIFY_SOCKET, read on the event loop; on_message(sender pid, fields)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, address: str, on_message: Callable[[int, dict[str, str]], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        address: str,
+        on_message: Callable[[int, dict[str, str]], None],
+        *,
+        uids: Collection[int] | None = None,
+        on_ignored: Callable[[str], None] | None = None,
+    ) -> None:
+        """uids: who may send (the app's own uid and the daemon's; None: notify.default_uids);
+        on_ignored: where the rate-limited reports of rejected datagrams go (the daemon log)."""
         self.loop = loop
-        self.sock = NotifySocket(address, on_message)
+        if on_ignored is None:
+            self.sock = NotifySocket(address, on_message, uids=uids)
+        else:
+            self.sock = NotifySocket(address, on_message, uids=uids, on_ignored=on_ignored)
         loop.add_reader(self.sock.fileno(), self.sock.on_readable)
 
     @property
