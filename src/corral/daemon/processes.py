@@ -3,7 +3,8 @@
 The supervisor hands each effect the state machine returns to this part:
 :meth:`InstanceProcesses.spawn` builds the launch plan (pure, in
 :mod:`corral.launch`) and submits it to the :class:`Spawner` (which starts it
-off the event loop, so many spawns overlap); once the process exists it wires
+off the event loop, so many spawns overlap; a spawn that hands down sockets or a
+ready pipe is done at once); once the process exists it wires
 the exit (:class:`Reaper`), the output (:class:`PipeReader`), the pid file and
 the cgroup; :meth:`signal` holds the instance's tree by pidfd and signals its
 group; exits come back as ``Exited`` events, with ``leftovers`` when the group
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,17 +39,9 @@ Announce = Callable[[Instance | None, str, str], None]
 Publish = Callable[[Instance, str, list[bytes], float], None]
 
 
-def _copy(ls: listen.Listener, copies: list[socket.socket]) -> listen.Listener:
-    sock = ls.sock.dup()
-    copies.append(sock)
-    return replace(ls, sock=sock)
-
-
-def _close_all(listeners: list[listen.Listener], copies: list[socket.socket]) -> None:
+def _close_all(listeners: list[listen.Listener]) -> None:
     for ls in listeners:
         ls.close()
-    for sock in copies:
-        sock.close()
 
 
 @dataclass
@@ -139,12 +131,11 @@ class InstanceProcesses:
         cfg = inst.app.config
         inst.status_text = None
         to_close: list[listen.Listener] = []
-        copies: list[socket.socket] = []
         pending: nodelink.Pending | None = None
         ready: tuple[int, int] | None = None
 
         def abandon() -> None:
-            _close_all(to_close, copies)
+            _close_all(to_close)
             if pending is not None:
                 pending.abandon()
             if ready is not None:
@@ -153,9 +144,6 @@ class InstanceProcesses:
 
         try:
             socks, to_close = inst.app.instance_sockets()
-            # the app's shared sockets are passed as copies: a redefinition may close the
-            # originals while the spawn is in flight
-            socks = [ls if ls in to_close else _copy(ls, copies) for ls in socks]
             plan = plan_launch(cfg, self.build_env(inst), sockets=socks, notify_address=self._ensure_notify(inst))
             pending = nodelink.prepare(cfg, inst.id)
             if pending is not None:
@@ -176,7 +164,7 @@ class InstanceProcesses:
                 abandon()
                 self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(result)))
                 return
-            _close_all(to_close, copies)  # the child holds its own now
+            _close_all(to_close)  # the child holds its own now
             if pending is not None:
                 self._attach_node(inst, pending)
             self._close_ready_pipe(inst)
@@ -185,7 +173,16 @@ class InstanceProcesses:
                 inst.ready_pipe = readypipe.ReadyPipeReader(self.loop, ready[0], lambda fields: self.on_ready_pipe(inst, fields))
             self._spawned(inst, result)
 
-        self.spawner.submit(plan, done)
+        if plan.pass_fds:
+            # sockets or a ready pipe to hand down: spawned at once, as they are now (a
+            # redefinition may close the app's sockets while a spawn waits in the pool)
+            try:
+                result: osproc.Child | Exception = self.spawner.spawn(plan)
+            except (osproc.SpawnError, OSError) as e:
+                result = e
+            done(result)
+        else:
+            self.spawner.submit(plan, done)
 
     def _spawned(self, inst: Instance, child: osproc.Child) -> None:
         """The process exists: wire its exit, output, pid file and cgroup, then tell the state machine."""
