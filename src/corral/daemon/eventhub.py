@@ -64,7 +64,8 @@ class EventHub:
     # ------------------------------------------------------------ sources
 
     def on_change(self, inst: Instance, change: Change) -> None:
-        pid = inst.child.pid if getattr(inst, "child", None) is not None else inst.state.pid
+        child = getattr(inst, "child", None)
+        pid = child.pid if child is not None else inst.state.pid
         self.emit(change.kind, inst.name, instance=inst.index, pid=pid, reason=change.reason, code=change.code, signal=change.signal, message=change.message)
 
     def on_announce(self, ev: dict[str, Any]) -> None:

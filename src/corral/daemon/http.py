@@ -32,6 +32,7 @@ class Daemon(Protocol):
     sup: Any
     monitor: Any
     home: Any
+    events: Any
     started: float
 
     def log(self, message: str) -> None: ...
@@ -142,7 +143,8 @@ def metrics(daemon: Daemon) -> str:
     out.append(f"corral_daemon_memory_bytes {me.rss if me else 0}")
     family("corral_daemon_uptime_seconds", "gauge", "Seconds since the daemon started.")
     out.append(f"corral_daemon_uptime_seconds {now - daemon.started:.3f}")
-    return "\n".join(out) + "\n" + daemon.events.counters.prometheus()
+    counters: str = daemon.events.counters.prometheus()
+    return "\n".join(out) + "\n" + counters
 
 
 def host_name(value: str) -> str:

@@ -29,7 +29,7 @@ from corral.daemon.cgroups import HardLimits
 from corral.daemon.instance import Instance
 from corral.daemon.pidfile import write_pid_file
 from corral.daemon.reaper import Reaper
-from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, read_message
+from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, notify_uids, read_message
 from corral.daemon.spawner import Spawner
 from corral.launch import build_env, pid_file_path, plan_launch
 from corral.statemachine import Event, Exited, Ready, Spawned, SpawnFailed
@@ -93,7 +93,13 @@ class InstanceProcesses:
 
     def _ensure_notify(self, inst: Instance) -> str:
         if inst.notify is None:
-            inst.notify = NotifyEndpoint(self.loop, endpoint_address(id(inst)), lambda pid, msg: self.on_notify(inst, pid, msg))
+            inst.notify = NotifyEndpoint(
+                self.loop,
+                endpoint_address(id(inst)),
+                lambda pid, msg: self.on_notify(inst, pid, msg),
+                uids=notify_uids(inst.app.config.get("uid")),
+                on_ignored=self.log,
+            )
         return inst.notify.address
 
     def release(self, inst: Instance) -> None:

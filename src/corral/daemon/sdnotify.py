@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
@@ -39,6 +40,23 @@ def read_message(msg: dict[str, str]) -> NotifyMessage:
 def endpoint_address(owner: int) -> str:
     """An abstract address unique to this daemon and owner."""
     return f"@corral/{os.getpid()}/{owner:x}"
+
+
+def notify_uids(app_uid: str | int | None) -> frozenset[int] | None:
+    """Who may send to an instance's notify socket: the daemon's own uid and the app's.
+
+    Datagrams from any other uid are dropped before any /proc work. None (no filter
+    but the parent-chain check) when the app's user cannot be resolved here.
+    """
+    me = os.geteuid()
+    if app_uid is None:
+        return frozenset({me})
+    if isinstance(app_uid, int) or str(app_uid).isdigit():
+        return frozenset({me, int(app_uid)})
+    try:
+        return frozenset({me, pwd.getpwnam(str(app_uid)).pw_uid})
+    except KeyError:
+        return None
 
 
 class NotifyEndpoint:

@@ -12,7 +12,7 @@ import contextlib
 import fnmatch
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from corral.cron import next_cron, validate_cron
@@ -27,7 +27,7 @@ DEFAULT_IGNORES = (
     "*.swp", "*~", ".DS_Store", "*.db", "*.db-journal", "*.db-wal", "*.db-shm",
 )
 
-Action = Callable[["App", str], Awaitable[None]]
+Action = Callable[["App", str], Coroutine[Any, Any, None]]
 
 __all__ = ["DEFAULT_IGNORES", "Triggers", "next_cron", "validate_cron"]
 
@@ -93,7 +93,7 @@ class Triggers:
     def watch_paths(self, app: App) -> list[str]:
         cfg = app.config
         watch = cfg.get("watch")
-        paths = [cfg["cwd"]] if watch is True else [p if os.path.isabs(p) else os.path.join(cfg["cwd"], p) for p in watch]
+        paths = [cfg["cwd"]] if watch is True else [p if os.path.isabs(p) else os.path.join(cfg["cwd"], p) for p in watch or ()]
         return [p for p in paths if os.path.exists(p)]
 
     def ignored(self, app: App, path: str) -> bool:
