@@ -405,7 +405,7 @@ class Corral(Tool):
         """Fill the bytecode cache before anything is timed."""
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env.update(self.python_env())
-        code = "import corral.cli, corral.client, corral.render, corral.daemon.server, psutil"
+        code = "import corral.cli, corral.cli.client, corral.cli.render, corral.daemon.server, psutil"
         subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
         subprocess.run(
             [*self.argv(), "--version"], env=env, check=True, timeout=120, capture_output=True

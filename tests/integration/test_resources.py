@@ -14,8 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
-from corral.daemon.monitor import pss_available
-from corral.daemon.watch import FAST_INTERVAL
+from corral.daemon.resources import FAST_INTERVAL
+from corral.daemon.sampler import pss_available
 from tests.conftest import Corral, pid_alive, wait_until, write
 from tests.fixtures.health.helpers import (
     SLEEPER,
@@ -182,8 +182,8 @@ def test_cpu_and_memory_in_jlist(corral: Corral) -> None:
 def test_history_command_since_on_a_real_daemon(corral: Corral) -> None:
     """`history` returns the fine samples of an instance; `since` keeps only newer ones, and
     `since` older than the fine ring returns what is kept (here: the fine ring, no coarse point yet)."""
-    from corral.client import Client
-    from corral.paths import Home
+    from corral.cli.client import Client
+    from corral.system.paths import Home
 
     write(corral.cwd / "ok.py", SLEEPER)
     # a memory limit makes the daemon sample every second

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from corral import osproc
+from corral.core.launch import LaunchPlan
 from corral.daemon.reaper import Reaper
 from corral.daemon.spawner import OsSpawner
-from corral.launch import LaunchPlan
+from corral.system import osproc
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux process API")
 

@@ -21,14 +21,14 @@ from typing import Any, cast
 
 import pytest
 
-from corral import osproc
 from corral.config.loader import normalize_app_detail
+from corral.core.launch import LaunchPlan
+from corral.core.statemachine import After, Status
 from corral.daemon.instance import Instance
 from corral.daemon.reaper import Reaper
 from corral.daemon.supervisor import Supervisor
-from corral.launch import LaunchPlan
-from corral.paths import Home
-from corral.statemachine import After, Status
+from corral.system import osproc
+from corral.system.paths import Home
 
 T0 = 1000.0
 

@@ -1,7 +1,7 @@
 """Health probes: per app through its shared socket, else per instance.
 
 One asyncio task schedules each target's probe (:mod:`corral.daemon.probes`
-runs them); the pure :func:`corral.healthspec.health_step` turns results into
+runs them); the pure :func:`corral.core.healthspec.health_step` turns results into
 healthy/unhealthy; a failed liveness probe asks the daemon to replace the
 instance, or to reload the app.
 """
@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from corral.core.healthspec import HealthSpec, HealthState, health_step, spec_from_config
+from corral.core.statemachine import Status
 from corral.daemon.probes import exec_probe, http_probe, run_probe, tcp_probe
-from corral.healthspec import HealthSpec, HealthState, health_step, spec_from_config
-from corral.statemachine import Status
 
 if TYPE_CHECKING:
     from corral.daemon.supervisor import App, Instance, Supervisor

@@ -137,7 +137,7 @@ def metrics(daemon: Daemon) -> str:
     family("corral_probe_latency_seconds", "gauge", "Duration of the latest health probe.")
     out.extend(lat)
     family("corral_daemon_memory_bytes", "gauge", "RSS of the Corral daemon itself.")
-    from corral.daemon.monitor import read_stat
+    from corral.daemon.sampler import read_stat
 
     me = read_stat(os.getpid())
     out.append(f"corral_daemon_memory_bytes {me.rss if me else 0}")

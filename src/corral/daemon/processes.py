@@ -2,7 +2,7 @@
 
 The supervisor hands each effect the state machine returns to this part:
 :meth:`InstanceProcesses.spawn` builds the launch plan (pure, in
-:mod:`corral.launch`) and submits it to the :class:`Spawner` (which starts it
+:mod:`corral.core.launch`) and submits it to the :class:`Spawner` (which starts it
 off the event loop, so many spawns overlap; a spawn that hands down sockets or a
 ready pipe is done at once); once the process exists it wires
 the exit (:class:`Reaper`), the output (:class:`PipeReader`), the pid file and
@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from corral import listeners as listen
-from corral import osproc
 from corral.config.keys import resolve_instances
+from corral.core.launch import build_env, pid_file_path, plan_launch
+from corral.core.statemachine import Event, Exited, Ready, Spawned, SpawnFailed
 from corral.daemon import nodeipc, nodelink, readypipe
 from corral.daemon.applogs import AppLogs, PipeReader
 from corral.daemon.cgroups import HardLimits
@@ -31,8 +31,8 @@ from corral.daemon.pidfile import write_pid_file
 from corral.daemon.reaper import Reaper
 from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, notify_uids, read_message
 from corral.daemon.spawner import Spawner
-from corral.launch import build_env, pid_file_path, plan_launch
-from corral.statemachine import Event, Exited, Ready, Spawned, SpawnFailed
+from corral.system import listeners as listen
+from corral.system import osproc
 
 Dispatch = Callable[[Instance, Event], None]
 Announce = Callable[[Instance | None, str, str], None]

@@ -14,9 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from corral.core.statemachine import Status
+from corral.core.units import format_bytes
 from corral.daemon import sampler
-from corral.statemachine import Status
-from corral.units import format_bytes
 
 if TYPE_CHECKING:
     from corral.daemon.supervisor import Instance, Supervisor
@@ -123,4 +123,3 @@ class UsageMonitor:
 
 
 # The former name, kept for callers that still use it.
-ResourceMonitor = UsageMonitor

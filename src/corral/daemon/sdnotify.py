@@ -3,7 +3,7 @@
 What a message means is decided here as plain data (:func:`read_message`):
 ``READY=1``, ``WATCHDOG=1`` and ``WATCHDOG=trigger`` become state machine
 events (the readiness and the watchdog deadline are decided in
-:func:`corral.statemachine.step`), ``STATUS=`` a status text, ``STOPPING=1``
+:func:`corral.core.statemachine.step`), ``STATUS=`` a status text, ``STOPPING=1``
 a notice.  :class:`NotifyEndpoint` owns the socket on the event loop.
 """
 
@@ -15,8 +15,8 @@ import pwd
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from corral.notify import NotifySocket
-from corral.statemachine import Event, Ready, WatchdogPing, WatchdogTrigger
+from corral.core.statemachine import Event, Ready, WatchdogPing, WatchdogTrigger
+from corral.system.notify import NotifySocket
 
 
 @dataclass(frozen=True)

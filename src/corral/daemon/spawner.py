@@ -1,9 +1,9 @@
 """The OS process work the supervisor performs, behind one small protocol.
 
 :class:`Spawner` is everything the runtime does to processes: start one from a
-:class:`~corral.launch.LaunchPlan`, signal its group, hold its tree by pidfd
+:class:`~corral.core.launch.LaunchPlan`, signal its group, hold its tree by pidfd
 for later signals, reap.  :class:`OsSpawner` does it for real (through
-:mod:`corral.osproc`); the unit tests drive the supervisor with a fake one on a
+:mod:`corral.system.osproc`); the unit tests drive the supervisor with a fake one on a
 fake clock.
 
 Spawning is off the event loop: ``subprocess.Popen`` returns only once the
@@ -29,8 +29,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from corral import osproc
-from corral.launch import LaunchPlan
+from corral.core.launch import LaunchPlan
+from corral.system import osproc
 
 SPAWN_THREADS = 4  # exec waits that overlap; more only adds GIL contention on small machines
 

@@ -1,4 +1,4 @@
-"""Restart triggers: ``cron_restart`` (croniter, through corral.cron) and ``watch`` (watchfiles).
+"""Restart triggers: ``cron_restart`` (croniter, through corral.core.cron) and ``watch`` (watchfiles).
 
 Both libraries are imported only when an app uses them.  A trigger restarts
 the app's instances, or reloads them in cluster mode with a shared socket, so
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from corral.cron import next_cron, validate_cron
+from corral.core.cron import next_cron, validate_cron
 
 if TYPE_CHECKING:
     from corral.daemon.supervisor import App, Supervisor

@@ -16,9 +16,9 @@ import time
 from collections import deque
 from typing import Any
 
+from corral.core.errors import CorralError
 from corral.dashboard.link import Link
 from corral.dashboard.series import Series, merge
-from corral.errors import CorralError
 
 LIST_EVERY = (2.0, 15.0)  # seconds between `list` calls: with pages open, without
 HISTORY_EVERY = (5.0, 30.0)

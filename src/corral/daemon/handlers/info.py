@@ -6,7 +6,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from corral import __version__, protocol
+from corral import __version__
+from corral.core import protocol
 
 if TYPE_CHECKING:
     from corral.daemon.context import DaemonContext

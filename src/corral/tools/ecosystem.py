@@ -8,7 +8,7 @@
 * ``init`` writes a commented starter file, or one app per line of a Procfile.
 
 :func:`add_parser` adds the ``ecosystem`` command to the CLI's subparsers; this
-module also runs on its own: ``python -m corral.ecosystem_tools check FILE``.
+module also runs on its own: ``python -m corral.tools.ecosystem check FILE``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.appkind import looks_like_python
-from corral.errors import ConfigError, CorralError, UsageError
+from corral.core.appkind import looks_like_python
+from corral.core.errors import ConfigError, CorralError, UsageError
 
 if TYPE_CHECKING:
     from corral.config.loader import AppResult, LoadResult
@@ -310,7 +310,7 @@ def cmd_check(ns: argparse.Namespace) -> int:
             sys.stderr.write(f"corral: error: {e.render()}\n")
             return e.exit_code
         raise
-    from corral.paths import Home
+    from corral.system.paths import Home
 
     report = check_report(
         loaded, env_name=ns.env, cpus=os.cpu_count() or 1, home_root=Home.from_env(env).root
@@ -743,7 +743,7 @@ def _redact_node_secrets(
     A value computed when converting (``process.env.DB_PASSWORD``, a file read...) is
     the converting machine's secret: it must not land in a plain file.
     """
-    from corral.appkind import is_secret
+    from corral.core.appkind import is_secret
 
     if not evaluated:
         return set()
@@ -1125,7 +1125,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m corral.ecosystem_tools [ecosystem] check|convert|init ...`"""
+    """`python -m corral.tools.ecosystem [ecosystem] check|convert|init ...`"""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] != ["ecosystem"] and not (args[:1] and args[0] in ("-h", "--help")):
         args = ["ecosystem", *args]

@@ -13,8 +13,8 @@ import os
 import sys
 from typing import TextIO
 
-from corral.logrotate import RotatePolicy, apply_retention
-from corral.logsink import LogEvents, LogFile
+from corral.logs.rotate import RotatePolicy, apply_retention
+from corral.logs.sink import LogEvents, LogFile
 
 MAX_SIZE = 10 * 1024 * 1024
 RETAIN = 5

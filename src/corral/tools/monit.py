@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from corral import protocol
-from corral.errors import CorralError, DaemonError
-from corral.units import format_bytes, format_duration
+from corral.core import protocol
+from corral.core.errors import CorralError, DaemonError
+from corral.core.units import format_bytes, format_duration
 
 SPARKS = "▁▂▃▄▅▆▇█"
 LOG_TAIL = 50  # lines asked for when (re)subscribing; the pane shows what fits
@@ -347,7 +347,7 @@ class Monitor:
             first = _read_message(f)
             if first is None:
                 raise DaemonError("the daemon closed the log stream")
-            from corral.client import unwrap
+            from corral.cli.client import unwrap
 
             unwrap(first)
             self._log_note(gen, None)

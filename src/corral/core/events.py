@@ -4,7 +4,7 @@ Every state change of an instance is one :class:`ProcessEvent`. The daemon keeps
 the last ``RING_SIZE`` in an :class:`EventRing` (for ``describe``, the dashboard
 and ``corral events``, which replays them and then follows new ones), counts them
 in :class:`EventCounters` (Prometheus ``corral_events_total{kind,reason}``), and
-hands each to the hooks (:mod:`corral.hooks`). Pure code: no asyncio, no I/O.
+hands each to the hooks (:mod:`corral.core.hooks`). Pure code: no asyncio, no I/O.
 """
 
 from __future__ import annotations
@@ -175,10 +175,10 @@ class Change:
 
 
 def transition_events(before: Any, after: Any, event: Any) -> list[Change]:
-    """What one :func:`corral.statemachine.step` meant, as events: compare the states
+    """What one :func:`corral.core.statemachine.step` meant, as events: compare the states
     around it (``ProcState``) and the event fed in. Pure; the supervisor calls it with
     every step it performs and adds app, instance, pid and time."""
-    from corral.statemachine import Exited, Restart, Spawned, Status
+    from corral.core.statemachine import Exited, Restart, Spawned, Status
 
     out: list[Change] = []
     b, a = before.status, after.status

@@ -25,7 +25,7 @@ import shlex
 from dataclasses import dataclass, replace
 from typing import Any
 
-from corral.units import parse_duration_ms
+from corral.core.units import parse_duration_ms
 
 HEALTH_KEYS = {
     "http": "URL or path probed with GET; healthy on an expected status (and body).",

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from corral.appkind import is_secret
 from corral.config.keys import resolve_instances
 from corral.config.loader import extract_apps, load_ecosystem, read_config_file
-from corral.deps import (
+from corral.core.appkind import is_secret
+from corral.core.deps import (
     Graph,
     condition_timeout,
     is_one_shot,
@@ -43,8 +43,8 @@ from corral.deps import (
     start_levels,
     with_dependencies,
 )
-from corral.deps import validate as validate_dependencies
-from corral.errors import ConfigError
+from corral.core.deps import validate as validate_dependencies
+from corral.core.errors import ConfigError
 
 APP_DIR = "/app"  # where the image holds the ecosystem file's folder
 HEALTH_PORT = 9615  # corral-runtime --health-port in the runtime strategy
@@ -777,7 +777,7 @@ def export_compose(ns: argparse.Namespace) -> str:
         header += [f"- {n}" for n in dict.fromkeys(notes)]
         header += [f"WARNING: {w}" for w in warnings]
         return comment(header) + dump_yaml({"services": services})
-    warnings: list[str] = []
+    warnings = []
     command = [f"{APP_DIR}/{loaded.path.name}"]
     if ns.env:
         command += ["--env", ns.env]
@@ -847,7 +847,7 @@ UNIT_DIR = "/etc/systemd/system"
 
 
 def export_systemd(ns: argparse.Namespace) -> int:
-    from corral.export_systemd import systemd_units
+    from corral.tools.export_systemd import systemd_units
 
     loaded = load(ns.ecosystem, ns.env, ns.only)
     files, notes = systemd_units(loaded.apps, loaded.graph, source=loaded.path.name)
@@ -1101,7 +1101,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``corral export|startup|unstartup ...``: argv starts with the command word."""
-    from corral.errors import ConfigError, CorralError
+    from corral.core.errors import ConfigError, CorralError
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("export", "startup", "unstartup"):

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from corral.units import format_bytes, format_duration
+from corral.core.units import format_bytes, format_duration
 
 STATUS_COLOURS = {
     "online": "32",

@@ -7,7 +7,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from corral.errors import ConfigError, CorralError
-from corral.paths import Home
+from corral.core.errors import ConfigError, CorralError
+from corral.system.paths import Home
 
 EXIT_REQUESTED = 0
 EXIT_APPS_ENDED = 1
@@ -129,10 +129,10 @@ def load(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
 
 
 async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, home: Home) -> int:
-    from corral import osproc
+    from corral.core.statemachine import Status
     from corral.daemon.lifecycle import install_signals, start_http
     from corral.daemon.server import Daemon
-    from corral.statemachine import Status
+    from corral.system import osproc
 
     output = Output("json" if ns.json else "format" if ns.format else "raw", prefix=len(apps) > 1 and not ns.raw)
     daemon = Daemon(home, log=lambda message: None)  # events reach stderr through the output instead
@@ -213,7 +213,7 @@ async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, h
 
 def one_shot_failure(sup: Any) -> int | None:
     """The exit code of the first one-shot app (autorestart = false) that failed, if any."""
-    from corral.statemachine import Status
+    from corral.core.statemachine import Status
 
     for app in sup.apps.values():
         if app.config.get("autorestart", True):
@@ -227,7 +227,7 @@ def one_shot_failure(sup: Any) -> int | None:
 
 def only_one_shots_done(sup: Any) -> bool:
     """Every app is a one-shot that exited 0: the container's work is done."""
-    from corral.statemachine import Status
+    from corral.core.statemachine import Status
 
     apps = list(sup.apps.values())
     return bool(apps) and all(

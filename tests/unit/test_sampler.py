@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from corral.daemon import monitor, sampler
-from corral.daemon.monitor import (
+from corral.daemon import sampler
+from corral.daemon.sampler import (
     HISTORY,
     TICKS,
     ProcStat,
@@ -216,20 +216,20 @@ def test_snapshot_and_sample_tree_on_real_processes(odd_named: subprocess.Popen[
     kids = children_map(procs)
     assert odd_named.pid in tree(os.getpid(), kids)
     s = TreeSampler()
-    u = sample_tree(s, 1, os.getpid(), procs, kids, time.monotonic(), want_pss=monitor.pss_available())
+    u = sample_tree(s, 1, os.getpid(), procs, kids, time.monotonic(), want_pss=sampler.pss_available())
     assert u is not None and u.pids >= 2
     assert u.rss >= procs[os.getpid()].rss + procs[odd_named.pid].rss
-    if monitor.pss_available():
+    if sampler.pss_available():
         assert u.pss is not None and 0 < u.pss <= u.rss
         assert u.memory == u.pss
 
 
 def test_read_pss() -> None:
-    if not monitor.pss_available():
+    if not sampler.pss_available():
         pytest.skip("no smaps_rollup on this kernel")
-    pss = monitor.read_pss(os.getpid())
+    pss = sampler.read_pss(os.getpid())
     assert pss is not None and 0 < pss <= psutil.Process().memory_info().rss + MB
-    assert monitor.read_pss(2**22 + 12345) is None
+    assert sampler.read_pss(2**22 + 12345) is None
 
 
 def test_cpu_of_a_busy_child_from_two_real_ticks() -> None:

@@ -34,14 +34,14 @@ When the main process is gone but its group or tree lives on (``Exited`` with
 SIGKILL (the leftover timer, one per exited process, never stale).
 
 The states, the policy, the events and the effects are frozen dataclasses in
-:mod:`corral.statemachine_types`, re-exported here.
+:mod:`corral.core.statemachine_types`, re-exported here.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from corral.statemachine_types import (
+from corral.core.statemachine_types import (
     BACKOFF_CAP,
     BACKOFF_FACTOR,
     BACKOFF_RESET,

@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from corral import protocol
-from corral.errors import DaemonError, NotFoundError
-from corral.paths import Home, UnsafeHomeError, check_home
+from corral.core import protocol
+from corral.core.errors import DaemonError, NotFoundError
+from corral.system.paths import Home, UnsafeHomeError, check_home
 
 CONNECT_TIMEOUT = 15.0
 
@@ -180,7 +180,7 @@ def unwrap(reply: dict[str, Any]) -> Any:
     if code == "not_found":
         raise NotFoundError(message)
     if code == "bad_config":
-        from corral.errors import ConfigError
+        from corral.core.errors import ConfigError
 
         raise ConfigError(message)
     raise DaemonError(message)

@@ -1,8 +1,8 @@
 """The state machine's data: instance states, the policy, events (what happened) and effects (what to do).
 
-Frozen dataclasses only, no logic; :mod:`corral.statemachine` decides with
+Frozen dataclasses only, no logic; :mod:`corral.core.statemachine` decides with
 ``step(state, event, now) -> (state, effects)`` and re-exports every name here,
-so ``from corral.statemachine import Exited`` keeps working.
+so ``from corral.core.statemachine import Exited`` keeps working.
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from corral.appkind import clean_env, looks_like_python
+from corral.core.appkind import clean_env, looks_like_python
 
 if TYPE_CHECKING:  # the config loader imports this module: sockets only when spawning
-    from corral.listeners import Listener
+    from corral.system.listeners import Listener
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def plan_launch(
         env["WATCHDOG_USEC"] = str(int(cfg["watchdog_sec"]) * 1000)
     pass_fds: tuple[int, ...] = ()
     if sockets:
-        from corral import listeners as listen
+        from corral.system import listeners as listen
 
         socks = list(sockets)
         argv = listen.expand_placeholders(argv, socks)

@@ -15,10 +15,10 @@ otherwise. Compose's spellings (``service_started``, ``service_healthy``,
 ``service_completed_successfully``) are accepted too.
 
 :func:`validate` turns a file's apps into a :class:`Graph` or raises
-:class:`~corral.errors.ConfigError` naming the file, the app and the key (unknown
+:class:`~corral.core.errors.ConfigError` naming the file, the app and the key (unknown
 names, an app depending on itself, cycles, conditions that can never be met).
 :func:`start_levels` / :func:`stop_levels` order apps; :func:`plan_step` is the
-start planner, in the shape of :mod:`corral.statemachine`:
+start planner, in the shape of :mod:`corral.core.statemachine`:
 ``plan_step(state, event, now) -> (state, effects)``. The runtime feeds it what it
 sees of the apps (started, online, healthy, exited...) and performs its effects
 (launch an app, arm a timer, show a waiting status, report the result).
@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 
 STARTED = "started"
 READY = "ready"

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from corral import safefs
-from corral.logdates import compile_date_format, date_pattern
+from corral.logs.dates import compile_date_format, date_pattern
+from corral.system import safefs
 
 DEFAULT_DATE_SUFFIX = "YYYY-MM-DD_HH-mm-ss"
 DEFAULT_RETAIN = 30
@@ -154,7 +154,7 @@ def compress_file(path: str) -> str:
 
 
 def next_interval(pattern: str, after: float) -> float:
-    from corral.cron import next_cron
+    from corral.core.cron import next_cron
 
     return next_cron(pattern, after)
 

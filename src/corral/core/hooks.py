@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from corral.events import KINDS, ProcessEvent
-from corral.units import parse_duration_ms
+from corral.core.events import KINDS, ProcessEvent
+from corral.core.units import parse_duration_ms
 
 DEFAULT_EVENTS: tuple[str, ...] = ("errored", "unhealthy", "blocked")
 FORMATS = ("json", "slack")

@@ -17,8 +17,8 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
-from corral import safefs
-from corral.logrotate import rotated_files
+from corral.logs.rotate import rotated_files
+from corral.system import safefs
 
 TAIL_MAX_BYTES = 64 * 1024 * 1024  # never read more than this per log when tailing
 GZ_MAX_BYTES = 64 * 1024 * 1024  # never decompress more than this per rotated file

@@ -15,9 +15,9 @@ import stat
 import time
 from dataclasses import dataclass
 
-from corral import safefs
-from corral.logdates import compile_date_format, iso_time
-from corral.logrotate import DEFAULT_DATE_SUFFIX, RotatePolicy, remember_suffix, rotated_name
+from corral.logs.dates import compile_date_format, iso_time
+from corral.logs.rotate import DEFAULT_DATE_SUFFIX, RotatePolicy, remember_suffix, rotated_name
+from corral.system import safefs
 
 MAX_LINE = 1024 * 1024  # a longer line is cut into pieces of this size
 

@@ -30,7 +30,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from corral.errors import CorralError
+from corral.core.errors import CorralError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -362,7 +362,7 @@ def check_app_files(app: Mapping[str, Any]) -> None:
     the app and the key) a log or pid path in a folder that user can write.  Paths left to
     their default (in ``$CORRAL_HOME``, the daemon's own 0700 folder) and ``/dev/null`` are
     fine.  Nothing to check when the app runs as the daemon's user."""
-    from corral.errors import ConfigError
+    from corral.core.errors import ConfigError
 
     user = app.get("uid")
     if user is None or os.geteuid() != 0:

@@ -25,7 +25,7 @@ from typing import Any
 
 from corral.config.keys import resolve_instances
 from corral.config.loader import build_argv
-from corral.deps import COMPLETED, HEALTHY, Graph, is_one_shot
+from corral.core.deps import COMPLETED, HEALTHY, Graph, is_one_shot
 
 
 def quote_word(word: str) -> str:
@@ -133,7 +133,7 @@ def systemd_units(apps: list[dict[str, Any]], graph: Graph, *, source: str, cpus
         env = dict(app.get("env") or {})
         if app.get("interpreter") and os.path.basename(str(app["interpreter"])).startswith("python"):
             env.setdefault("PYTHONUNBUFFERED", "1")
-        from corral.appkind import is_secret
+        from corral.core.appkind import is_secret
 
         secrets = [k for k in env if is_secret(k)]
         for k, v in env.items():

@@ -7,7 +7,7 @@ Stream:   after an ``ok`` reply to ``subscribe``, the daemon sends
           ``{"v": 1, "stream": "log" | "event" | "notice", ...}`` lines until either side closes.
 
 This module is imported by the CLI, so it uses only the standard library.
-See docs/protocol.md for the commands (generated from ``corral.commands``).
+See docs/protocol.md for the commands (generated from ``corral.core.commands``).
 """
 
 from __future__ import annotations
