@@ -35,7 +35,7 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m corral.config.docs --write
-	$(PY) -m corral.protocol_docs --write docs/protocol.md
+	$(PY) -m corral.tools.protocol_docs --write docs/protocol.md
 	$(PY) -m corral.cli.pm2 --write
 
 bench: $(STAMP)

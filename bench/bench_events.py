@@ -60,14 +60,14 @@ def percentile(values: list[float], p: float) -> float:
 @benchmark(
     "hook_latency",
     "Event -> webhook delivered",
-    "Corral's hook runner (corral.hooks.HookRunner, as the daemon runs it) POSTs N `exited` events, 20 ms apart, "
+    "Corral's hook runner (corral.core.hooks.HookRunner, as the daemon runs it) POSTs N `exited` events, 20 ms apart, "
     "to a plain HTTP receiver in another process (http.server, 204 answers); the receiver stamps each arrival with "
     "CLOCK_MONOTONIC, the emitter each `emit` call; latency = arrival - emit. Rate limit set above N so none is held "
     "back. PM2 has no hooks (its notifications are PM2 Plus, a paid service).",
 )
 def bench_hook_latency(ctx: Ctx) -> list[Row]:
-    from corral import hooks
-    from corral.events import EventRing
+    from corral.core import hooks
+    from corral.core.events import EventRing
 
     n = ctx.pick(300, 60)
     proc = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
@@ -107,12 +107,12 @@ def bench_hook_latency(ctx: Ctx) -> list[Row]:
     "deps_plan",
     "Start planner cost per dependency edge",
     "A chain of 10 apps (each `depends_on` the previous, `ready` on READY=1): the pure planner "
-    "(corral.deps.plan_step) fed Begin, then `started` and `online` for each app in turn, 200 times; the "
+    "(corral.core.deps.plan_step) fed Begin, then `started` and `online` for each app in turn, 200 times; the "
     "decision time per edge. The issue's target is the daemon's end-to-end overhead per edge, <= 20 ms; this row is "
     "the planner's share of it. PM2 has no dependencies.",
 )
 def bench_deps_plan(ctx: Ctx) -> list[Row]:
-    from corral import deps
+    from corral.core import deps
 
     apps = [{"name": f"a{i}", "autorestart": True, "wait_ready": True, "listen_timeout": 3000, "health": None,
              "depends_on": deps.parse_depends_on([f"a{i - 1}"] if i else None)} for i in range(10)]

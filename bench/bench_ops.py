@@ -171,8 +171,7 @@ def _cpu_or_none(pid: int) -> float | None:
     '"http://127.0.0.1:{port}/health"`, `interval = "5s"`); PM2 has no health probes, so its figure is the same '
     "apps without probes, for reference. After all N are online and a settle time, the daemon's utime+stime "
     "(/proc/<pid>/stat) over a window, as % of one core: 20 s for Corral (20 samples, 4 probe rounds), 30 s for "
-    "PM2 (exactly one of its 30 s worker ticks). One tool at a time (Corral scans every process in /proc each tick, so another manager's apps would "
-    "add to its cost), a fresh daemon per N, in the order Corral 50, PM2 50, PM2 200, Corral 200; then, for the analysis, Corral 50 "
+    "PM2 (exactly one of its 30 s worker ticks). One tool at a time, a fresh daemon per N, in the order Corral 50, PM2 50, PM2 200, Corral 200; then, for the analysis, Corral 50 "
     'again with `memory_limit_mode = "rss"` (the limit compared with the tree\'s RSS: no '
     "`/proc/<pid>/smaps_rollup` reads).",
 )

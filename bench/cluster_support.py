@@ -630,7 +630,7 @@ def warm_apps() -> None:
         env = dict(os.environ, **APP_PY_ENV)
         db_url = f"sqlite:///{tmp / 'webapp.db'}"
         subprocess.run(
-            [VENV_PY, "-c", "import corral.runtime, corral.cli, corral.daemon.server"],
+            [VENV_PY, "-c", "import corral.daemon.runtime, corral.cli, corral.daemon.server"],
             env={**os.environ, **Corral.python_env()},
             check=False,
             timeout=120,

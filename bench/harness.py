@@ -81,6 +81,19 @@ def proc_stat_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def proc_sched_cpu(pid: int) -> float:
+    """CPU time of every thread of a process, in seconds, from /proc/<pid>/task/*/schedstat
+    (nanoseconds: fine enough for an idle daemon, where utime+stime counts 10 ms ticks)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
 def proc_rss(pid: int) -> int:
     """Resident set size in bytes (VmRSS)."""
     with open(f"/proc/{pid}/status") as f:
@@ -192,6 +205,7 @@ class AppSpec:
     instances: int = 1
     interpreter: str | None = None
     autorestart: bool = True
+    max_memory_restart: str | None = None  # e.g. "1G": Corral then samples every second
 
 
 class Tool:
@@ -391,7 +405,7 @@ class Corral(Tool):
         """Fill the bytecode cache before anything is timed."""
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env.update(self.python_env())
-        code = "import corral.cli, corral.client, corral.render, corral.daemon.server, psutil"
+        code = "import corral.cli, corral.cli.client, corral.cli.render, corral.daemon.server, psutil"
         subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
         subprocess.run(
             [*self.argv(), "--version"], env=env, check=True, timeout=120, capture_output=True
@@ -424,6 +438,8 @@ class Corral(Tool):
             if a.interpreter:
                 lines.append(f"interpreter = {json.dumps(a.interpreter)}")
             lines.append(f"autorestart = {'true' if a.autorestart else 'false'}")
+            if a.max_memory_restart:
+                lines.append(f"max_memory_restart = {json.dumps(a.max_memory_restart)}")
             lines.append("")
         path = folder / "ecosystem.toml"
         path.write_text("\n".join(lines))
@@ -479,6 +495,7 @@ class PM2(Tool):
                     "exec_mode": "fork",
                     **({"interpreter": a.interpreter} if a.interpreter else {}),
                     "autorestart": a.autorestart,
+                    **({"max_memory_restart": a.max_memory_restart} if a.max_memory_restart else {}),
                 }
                 for a in apps
             ]

@@ -61,7 +61,7 @@ def _fast(argv: list[str]) -> int:
         if flags:
             sys.stdout.write(json.dumps(processes, indent=2) + "\n")
             return 0
-        from corral import render
+        from corral.cli import render
 
         render.write(render.table(processes, colour=render.use_colour(sys.stdout)))
         return 0

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from corral.core.errors import ConfigError
 from corral.dashboard import auth
 from corral.dashboard.series import KEEP, STEP, Series, merge
 from corral.dashboard.settings import Settings, is_loopback, resolve
-from corral.errors import ConfigError
 
 
 def sample(t: float, cpu: float = 1.0, mem: float = 100.0) -> dict[str, float]:

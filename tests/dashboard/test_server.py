@@ -264,7 +264,7 @@ def test_install_adds_the_dashboard_as_an_app(home: Corral) -> None:
 
 def test_ls_and_the_daemon_never_import_the_web_stack() -> None:
     code = (
-        "import sys, corral._entry, corral.cli, corral.client, corral.daemon.server, corral.daemon.http, corral.monit;"
+        "import sys, corral._entry, corral.cli, corral.cli.client, corral.daemon.server, corral.daemon.http, corral.tools.monit;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'jinja2', 'corral.dashboard') or m.startswith('corral.dashboard'));"
         "print(bad); sys.exit(1 if bad else 0)"
     )

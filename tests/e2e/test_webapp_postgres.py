@@ -34,7 +34,7 @@ from typing import Any
 import psutil
 import pytest
 
-from corral.units import parse_duration_ms
+from corral.core.units import parse_duration_ms
 from tests.conftest import pid_alive, wait_until
 from tests.e2e.conftest import PgServer, free_port
 from tests.support.httpload import Load

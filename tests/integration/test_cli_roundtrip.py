@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from corral import cli
-from corral.client import Client
+from corral.cli.client import Client
 from tests.conftest import Corral, ecosystem, pid_alive, wait_until, write
 
 APP = "import time\nwhile True:\n    time.sleep(1)\n"
@@ -123,7 +123,7 @@ def test_daemon_killed_during_a_command_is_one_line(corral: Corral) -> None:
 
 
 def _status_of(corral: Corral) -> str | None:
-    out = subprocess.run([sys.executable, "-c", "from corral.client import Client; import json; print(json.dumps(Client().call('list', autostart=False)))"], env=corral.env, capture_output=True, text=True, timeout=30)
+    out = subprocess.run([sys.executable, "-c", "from corral.cli.client import Client; import json; print(json.dumps(Client().call('list', autostart=False)))"], env=corral.env, capture_output=True, text=True, timeout=30)
     processes = json.loads(out.stdout) if out.returncode == 0 else []
     return processes[0]["status"] if processes else None
 

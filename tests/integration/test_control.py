@@ -168,7 +168,7 @@ def test_a_stalled_client_does_not_stall_others(corral: Corral) -> None:
 
 
 def test_too_many_clients_are_refused_then_served(corral: Corral) -> None:
-    from corral import protocol
+    from corral.core import protocol
 
     corral.run("ping")
     idle = [Conn(corral.home) for _ in range(protocol.MAX_CLIENTS)]

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from corral import hooks
-from corral.events import EventRing
+from corral.core import hooks
+from corral.core.events import EventRing
 
 
 class Receiver:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from corral.logrotate import rotated_files
+from corral.logs.rotate import rotated_files
 from tests.conftest import Corral, wait_until, write
 
 MiB = 1024 * 1024

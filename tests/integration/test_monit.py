@@ -263,5 +263,5 @@ def test_monit_without_a_tty_prints_a_snapshot(corral: Corral) -> None:
 
 
 def test_rich_is_not_imported_by_the_cli() -> None:
-    code = "import sys, corral.cli, corral.monit; sys.exit('rich' in sys.modules)"
+    code = "import sys, corral.cli, corral.tools.monit; sys.exit('rich' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

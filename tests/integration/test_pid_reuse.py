@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from corral import osproc
+from corral.system import osproc
 from tests.conftest import Corral, pid_alive, wait_until, write
 
 NS_LAST_PID = "/proc/sys/kernel/ns_last_pid"

@@ -26,7 +26,7 @@ import pytest
 
 from corral.config.keys import resolve_instances
 from corral.config.loader import load_ecosystem
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 from corral.node import program_kind
 from tests.conftest import ROOT
 

@@ -14,8 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
-from corral.daemon.monitor import pss_available
-from corral.daemon.watch import FAST_INTERVAL
+from corral.daemon.resources import FAST_INTERVAL
+from corral.daemon.sampler import pss_available
 from tests.conftest import Corral, pid_alive, wait_until, write
 from tests.fixtures.health.helpers import (
     SLEEPER,
@@ -177,3 +177,38 @@ def test_cpu_and_memory_in_jlist(corral: Corral) -> None:
     p = wait_until(lambda: (p := corral.proc("busy"))["cpu"] and p["cpu"] > 5 and p, timeout=10)
     assert p["cpu"] < 100.0 * (psutil.cpu_count() or 1) + 10
     assert 1 << 20 < p["memory"] < 500 << 20
+
+
+def test_history_command_since_on_a_real_daemon(corral: Corral) -> None:
+    """`history` returns the fine samples of an instance; `since` keeps only newer ones, and
+    `since` older than the fine ring returns what is kept (here: the fine ring, no coarse point yet)."""
+    from corral.cli.client import Client
+    from corral.system.paths import Home
+
+    write(corral.cwd / "ok.py", SLEEPER)
+    # a memory limit makes the daemon sample every second
+    start(corral, {"name": "calm", "script": "ok.py", "max_memory_restart": "500M"})
+    client = Client(Home(corral.home))
+    inst_id = str(corral.proc("calm")["id"])
+
+    def samples(since: float | None = None) -> list[dict[str, Any]]:
+        args: dict[str, Any] = {"target": ["calm"]}
+        if since is not None:
+            args["since"] = since
+        reply = client.call("history", args)
+        assert set(reply) == {inst_id}
+        out: list[dict[str, Any]] = reply[inst_id]
+        return out
+
+    wait_until(lambda: len(samples()) >= 3, 15)
+    hist = samples()
+    times = [s["time"] for s in hist]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    assert all(s["memory"] > 0 and s["cpu"] >= 0 for s in hist), hist
+    assert hist[-1]["memory"] > 1 << 20  # an idle python: MiBs of RSS (the first sample may catch it at exec)
+    newer = samples(since=times[-2])
+    assert [s["time"] for s in newer][:1] == times[-1:]  # only what came after
+    assert samples(since=0)[: len(hist)] == hist  # the whole kept hour starts with the same samples
+    with pytest.raises(Exception, match="since"):
+        client.call("history", {"target": ["calm"], "since": "yesterday"})
+    assert corral.run("ping").returncode == 0  # and the daemon is still there

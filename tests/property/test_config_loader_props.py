@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from corral.config.keys import KEYS
 from corral.config.loader import load_apps, read_config_file
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 KEY_NAMES = sorted({k.name for k in KEYS} | {a for k in KEYS for a in k.aliases})

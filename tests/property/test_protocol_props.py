@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corral import commands, protocol
+from corral.core import commands, protocol
 from tests.conftest import Corral, pid_alive
 from tests.reliability.conftest import rss_bytes
 

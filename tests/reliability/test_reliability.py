@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from corral import leftovers
+from corral.system import leftovers
 from tests.conftest import Corral, ecosystem, pid_alive, wait_until, write
 from tests.reliability.conftest import descendants, state_of
 

@@ -8,9 +8,9 @@ import pytest
 
 from corral.cli.keyflags import file_overrides, glue_dash_values, raw_from_flags
 from corral.cli.parser import build_parser
+from corral.cli.render import describe, key_text
 from corral.config.keys import KEY_BY_NAME, KEYS
-from corral.errors import ConfigError
-from corral.render import describe, key_text
+from corral.core.errors import ConfigError
 
 
 def parse(*argv: str) -> Any:

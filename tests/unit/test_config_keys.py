@@ -9,7 +9,7 @@ import pytest
 
 from corral.config import keys as k
 from corral.config.keys import ALIASES, KEY_BY_NAME, KEYS, NODE_ONLY_KEYS
-from corral.units import format_bytes, format_duration, parse_duration_ms, parse_size
+from corral.core.units import format_bytes, format_duration, parse_duration_ms, parse_size
 
 # ---------------------------------------------------------------- units
 

@@ -21,7 +21,7 @@ from corral.config.loader import (
     normalize_app,
     python_interpreter,
 )
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ecosystems"
 SAME = FIXTURES / "same"

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from corral import protocol
+from corral.core import protocol
 from corral.daemon.control import ControlServer
 
 
@@ -118,7 +118,7 @@ def test_client_cap_and_read_budget(tmp_path: Path) -> None:
 
 
 def test_a_client_that_never_reads_its_replies_is_cut_off(tmp_path: Path) -> None:
-    from corral import commands
+    from corral.core import commands
     from corral.daemon.dispatch import Dispatcher
 
     async def big(args: dict[str, Any]) -> Any:

@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from corral.daemonlog import DaemonLog
-from corral.logrotate import rotated_files
+from corral.logs.daemonlog import DaemonLog
+from corral.logs.rotate import rotated_files
 
 SCRIPT = """
 import os, sys
-from corral.daemonlog import install
+from corral.logs.daemonlog import install
 log = install(sys.argv[1], max_size=1000, retain=2)
 for i in range(200):
     print(f"[daemon] line {i:04d} " + "x" * 30)

@@ -1,4 +1,4 @@
-"""Table tests of start order (corral.deps): parsing, validation, ordering, and the pure
+"""Table tests of start order (corral.core.deps): parsing, validation, ordering, and the pure
 start planner on a fake clock, with invariants checked after every step."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from corral import deps
-from corral.deps import (
+from corral.core import deps
+from corral.core.deps import (
     ArmWait,
     Begin,
     Blocked,
@@ -22,7 +22,7 @@ from corral.deps import (
     WaitTimeout,
     plan_step,
 )
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 
 HEALTH = {"kind": "http", "target": "/h", "interval": 1000, "timeout": 500, "start_period": 2000, "failure_threshold": 3, "success_threshold": 1}
 

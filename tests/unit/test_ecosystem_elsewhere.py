@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.ecosystem_tools import SECRET_PLACEHOLDER, main
+from corral.tools.ecosystem import SECRET_PLACEHOLDER, main
 from tests.conftest import write
 
 NODE = shutil.which("node")
@@ -52,7 +52,7 @@ def test_convert_and_export_of_another_machine(tmp_path: Path, capsys: pytest.Ca
     assert 'cwd = "/home/ubuntu/api"' in captured.out
     assert "not on this machine" in captured.err
     assert main(["convert", "--strict", str(eco)]) == 2
-    from corral.export import load as export_load
+    from corral.tools.export import load as export_load
 
     loaded = export_load(str(eco), None, None)
     assert [a["name"] for a in loaded.apps] == ["api", "site"]

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from corral import ecosystem_tools as et
 from corral.config.keys import KEYS
 from corral.config.loader import load_apps, load_ecosystem, python_interpreter
-from corral.errors import ConfigError, CorralError
+from corral.core.errors import ConfigError, CorralError
+from corral.tools import ecosystem as et
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ecosystems"
 SAME = FIXTURES / "same"
@@ -659,12 +659,12 @@ def test_init_missing_procfile(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert (code, err) == (2, f"corral: error: {tmp_path}/Procfile: file not found\n")
 
 
-# ---------------------------------------------------------------- python -m corral.ecosystem_tools
+# ---------------------------------------------------------------- python -m corral.tools.ecosystem
 
 
 def _module(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    return subprocess.run([sys.executable, "-m", "corral.ecosystem_tools", *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
+    return subprocess.run([sys.executable, "-m", "corral.tools.ecosystem", *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
 
 
 def test_module_entry_point(tmp_path: Path) -> None:

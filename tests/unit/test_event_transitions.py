@@ -1,4 +1,4 @@
-"""The events one state-machine step means (corral.events.transition_events), driven
+"""The events one state-machine step means (corral.core.events.transition_events), driven
 through the real pure state machine on a fake clock."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from corral.events import transition_events
-from corral.statemachine import (
+from corral.core.events import transition_events
+from corral.core.statemachine import (
     Exited,
     Policy,
     ProcState,

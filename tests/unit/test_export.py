@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from corral import export
+from corral.tools import export
 from tests.conftest import ROOT, pid_alive, wait_until, write
 
 WEBAPP = ROOT / "examples" / "webapp" / "ecosystem.toml"
@@ -345,7 +345,7 @@ PORTS = [("http", "0.0.0.0", 8000), ("admin", "0.0.0.0", 9000)]
     ],
 )
 def test_probe_targets(health: dict[str, Any], action: dict[str, Any], tmp_path: Path) -> None:
-    from corral.healthspec import parse_health
+    from corral.core.healthspec import parse_health
 
     spec = parse_health(health)
     assert spec is not None

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from corral import export
+from corral.tools import export
 from tests.conftest import write
 
 ECO = """

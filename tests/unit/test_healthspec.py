@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from corral.healthspec import (
+from corral.core.healthspec import (
     HEALTH_KEYS,
     HealthSpec,
     HealthState,

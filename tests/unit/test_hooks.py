@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from corral import hooks
-from corral.events import EventCounters, EventRing, ProcessEvent, restart_reason
-from corral.hooks import (
+from corral.core import hooks
+from corral.core.events import EventCounters, EventRing, ProcessEvent, restart_reason
+from corral.core.hooks import (
     ArmRetry,
     AttemptDone,
     Emit,

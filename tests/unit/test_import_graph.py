@@ -132,8 +132,8 @@ def cycles(g: dict[str, set[str]]) -> list[frozenset[str]]:
 
 def test_the_walk_sees_the_package() -> None:
     g = graph()
-    assert "corral.statemachine" in g and "corral.daemon.supervisor" in g
-    assert "corral.statemachine" in g["corral.daemon.supervisor"]
+    assert "corral.core.statemachine" in g and "corral.daemon.supervisor" in g
+    assert "corral.core.statemachine" in g["corral.daemon.supervisor"]
     assert "corral.daemon.supervisor" in g["corral.daemon.server"]
 
 

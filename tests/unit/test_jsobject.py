@@ -15,7 +15,7 @@ from corral.config.jsobject import (
     load_js_file,
     parse_js_literal,
 )
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "pm2"
 NODE = shutil.which("node")

@@ -13,7 +13,7 @@ import pytest
 
 from corral.config.keys import KEY_BY_NAME, KEYS, Bounds, format_amount
 from corral.config.loader import load_apps
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 
 NUMERIC_TYPES = {"int", "int or 'max'", "duration", "size", "float"}
 

@@ -6,11 +6,18 @@ from typing import Any
 
 import pytest
 
-from corral import listeners as listen
-from corral.cron import next_cron, validate_cron
+from corral.core.cron import next_cron, validate_cron
+from corral.core.launch import (
+    build_argv,
+    build_env,
+    log_paths,
+    pid_file_path,
+    plan_launch,
+    suffixed,
+)
+from corral.core.statemachine import Ready, WatchdogPing, WatchdogTrigger
 from corral.daemon.sdnotify import read_message
-from corral.launch import build_argv, build_env, log_paths, pid_file_path, plan_launch, suffixed
-from corral.statemachine import Ready, WatchdogPing, WatchdogTrigger
+from corral.system import listeners as listen
 
 
 def cfg(**keys: Any) -> dict[str, Any]:

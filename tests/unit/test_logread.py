@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.logread import LogLine, history, interleave, parse_time
-from corral.logsink import LineFormat, LineFormatter
+from corral.logs.read import LogLine, history, interleave, parse_time
+from corral.logs.sink import LineFormat, LineFormatter
 
 T0 = datetime(2026, 11, 28, 10, 30, 0, tzinfo=UTC).timestamp()
 

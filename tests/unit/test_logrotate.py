@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from corral import logsink
+from corral.core.errors import ConfigError
 from corral.daemon import settings
-from corral.errors import ConfigError
-from corral.logrotate import (
+from corral.logs import sink as logsink
+from corral.logs.rotate import (
     DEFAULT_DATE_SUFFIX,
     DEFAULT_RETAIN,
     NAMED_INTERVALS,
@@ -28,7 +28,7 @@ from corral.logrotate import (
     rotated_files,
     rotated_name,
 )
-from corral.logsink import LogEvents, LogFile
+from corral.logs.sink import LogEvents, LogFile
 
 TS = time.mktime((2026, 11, 28, 10, 30, 5, 0, 0, -1)) + 0.25  # local time
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from corral.logsink import MAX_LINE, LineFormat, LineFormatter, LineFramer, compile_date_format
+from corral.logs.sink import MAX_LINE, LineFormat, LineFormatter, LineFramer, compile_date_format
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from corral.notify import NotifySocket, RateLimit, descends_from, parent_of
+from corral.system.notify import NotifySocket, RateLimit, descends_from, parent_of
 
 NOBODY = 65534
 
@@ -124,7 +124,7 @@ def test_datagrams_from_the_daemon_tree_are_delivered() -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to send as another uid (nobody)")
 def test_foreign_uid_is_dropped_before_any_proc_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    import corral.notify as notify
+    import corral.system.notify as notify
 
     walks: list[int] = []
     real = notify.descends_from

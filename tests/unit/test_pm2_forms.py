@@ -12,7 +12,7 @@ import pytest
 
 from corral.config.dotenv import DotenvError, parse_dotenv
 from corral.config.loader import NotOnThisMachine, load_apps, normalize_app_detail
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 from corral.node import program_kind, read_shebang
 
 NODE = shutil.which("node")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from corral import commands, protocol
-from corral.protocol_docs import render
+from corral.core import commands, protocol
+from corral.tools.protocol_docs import render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ def test_every_command_has_a_handler_and_docs_are_current() -> None:
 
     from corral.daemon.handlers import handler_tables
     from corral.daemon.server import Daemon
-    from corral.paths import Home
+    from corral.system.paths import Home
 
     async def tables() -> tuple[dict[Any, Any], dict[Any, Any]]:
         return handler_tables(Daemon(Home(ROOT / "no-such-home")))

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from corral import logrotate, safefs
-from corral.logdates import compile_date_format, date_pattern
-from corral.logrotate import RotatePolicy, rotated_files
-from corral.logsink import LogFile
-from corral.paths import Home, UnsafeHomeError, check_home
-from corral.safefs import UnsafePathError
+from corral.logs import rotate as logrotate
+from corral.logs.dates import compile_date_format, date_pattern
+from corral.logs.rotate import RotatePolicy, rotated_files
+from corral.logs.sink import LogFile
+from corral.system import safefs
+from corral.system.paths import Home, UnsafeHomeError, check_home
+from corral.system.safefs import UnsafePathError
 
 NOBODY = 65534
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: files owned by another user (nobody) model the attacker")
@@ -297,7 +298,7 @@ def test_logrotate_no_longer_imports_logsink() -> None:
 
     tree = ast.parse(inspect.getsource(logrotate))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert "corral.logsink" not in imported
+    assert "corral.logs.sink" not in imported
 
 
 # ---------------------------------------------------------------- CORRAL_HOME
@@ -337,7 +338,7 @@ def test_home_is_created_0700_and_tightened(tmp_path: Path) -> None:
 
 @root_only
 def test_check_app_files_names_the_app_and_key(tmp_path: Path, app_dir: Path) -> None:
-    from corral.errors import ConfigError
+    from corral.core.errors import ConfigError
 
     os.chmod(tmp_path, 0o755)
     safe = tmp_path / "rootlogs"

@@ -7,7 +7,14 @@ import pwd
 
 import pytest
 
-from corral.appkind import HIDDEN, PASS_THROUGH, clean_env, is_secret, mask_env, mask_url_userinfo
+from corral.core.appkind import (
+    HIDDEN,
+    PASS_THROUGH,
+    clean_env,
+    is_secret,
+    mask_env,
+    mask_url_userinfo,
+)
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from corral import deps
-from corral.startplan import StartPlanRunner, app_observation
+from corral.core import deps
+from corral.core.startplan import StartPlanRunner, app_observation
 
 
 def app(name: str, needs: Any = None, **kw: Any) -> dict[str, Any]:

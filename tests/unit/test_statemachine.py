@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from corral.statemachine import (
+from corral.core.statemachine import (
     BACKOFF_CAP,
     BACKOFF_FACTOR,
     BACKOFF_RESET,

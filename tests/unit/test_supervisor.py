@@ -21,14 +21,14 @@ from typing import Any, cast
 
 import pytest
 
-from corral import osproc
 from corral.config.loader import normalize_app_detail
+from corral.core.launch import LaunchPlan
+from corral.core.statemachine import After, Status
 from corral.daemon.instance import Instance
 from corral.daemon.reaper import Reaper
 from corral.daemon.supervisor import Supervisor
-from corral.launch import LaunchPlan
-from corral.paths import Home
-from corral.statemachine import After, Status
+from corral.system import osproc
+from corral.system.paths import Home
 
 T0 = 1000.0
 
@@ -112,6 +112,7 @@ class FakeSpawner:
     exits: list[tuple[int, int]] = field(default_factory=list)
     fail_next: str | None = None
     next_pid: int = 100
+    loop: FakeLoop | None = None  # set: spawn results come back on the loop, as from OsSpawner
 
     def spawn(self, plan: LaunchPlan) -> osproc.Child:
         if self.fail_next:
@@ -126,6 +127,17 @@ class FakeSpawner:
         os.set_blocking(err_r, False)
         self.procs[pid] = FakeProc(pid, pid, None, out_w=out_w, err_w=err_w)
         return osproc.Child(pid=pid, pgid=pid, stdout_fd=out_r, stderr_fd=err_r, pidfd=None)
+
+    def submit(self, plan: LaunchPlan, done: Callable[[osproc.Child | Exception], None]) -> None:
+        """As the real one, the result comes back later on the loop (the next call_soon)."""
+        try:
+            result: osproc.Child | Exception = self.spawn(plan)
+        except osproc.SpawnError as e:
+            result = e
+        if self.loop is None:
+            done(result)
+        else:
+            self.loop.call_soon(done, result)
 
     # --- what the test makes the OS do
 
@@ -221,12 +233,14 @@ class World:
         app = self.sup.add_app(cfg, {"PATH": os.environ.get("PATH", "")})
         for inst in app.instances:
             self.sup.start(inst)
+        self.settle()  # the spawn results come back on the loop
         return app.instances
 
     def exit(self, pid: int, status: int = 0) -> None:
         """The process exits and SIGCHLD comes."""
         self.os.die(pid, status)
         self.sup.reap_children()
+        self.settle()  # a relaunch's spawn result
 
     def settle(self) -> None:
         self.loop.advance(0)
@@ -236,7 +250,7 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     (tmp_path / "app.py").write_text("")
     loop = FakeLoop()
-    spawner = FakeSpawner()
+    spawner = FakeSpawner(loop=loop)
     logs: list[str] = []
     sup = Supervisor(Home(tmp_path / "home"), cast(asyncio.AbstractEventLoop, loop), logs.append, spawner=spawner)
     w = World(sup, loop, spawner, logs, tmp_path / "home", tmp_path)
@@ -289,12 +303,24 @@ def test_notify_from_outside_the_tree_is_ignored(world: World) -> None:
 
 def test_spawn_failure_goes_through_the_restart_policy(world: World) -> None:
     world.os.fail_next = "app.py: permission denied"
-    (inst,) = world.app(restart_delay=2000)
-    assert inst.state.status is Status.LAUNCHING and inst.child is None
-    world.settle()  # SpawnFailed comes on the next loop turn
-    assert inst.state.status is Status.WAITING_RESTART
+    (inst,) = world.app(restart_delay=2000)  # SpawnFailed came on the loop
+    assert inst.state.status is Status.WAITING_RESTART and inst.child is None
     world.loop.advance(2)
+    world.settle()
     assert inst.state.status is Status.ONLINE and inst.state.restarts == 1
+
+
+def test_stop_while_the_spawn_is_in_flight_signals_the_late_process(world: World) -> None:
+    cfg = normalize_app_detail({"name": "web", "script": "app.py"}, base_dir=world.cwd).app
+    (inst,) = world.sup.add_app(cfg, {}).instances
+    world.sup.start(inst)
+    assert inst.state.status is Status.LAUNCHING and inst.child is None  # spawn submitted, not back yet
+    world.sup.stop(inst)
+    assert inst.state.status is Status.STOPPING and world.os.group_signals == []
+    world.settle()  # the spawn comes back: the process nobody wants any more gets the stop signal
+    assert inst.child is not None and world.os.group_signals == [(100, "SIGINT")]
+    world.exit(100, exit_status(sig=2))
+    assert inst.state.status is Status.STOPPED and inst.child is None
 
 
 def test_pid_file_and_output_to_the_log_file(world: World) -> None:
@@ -420,6 +446,7 @@ def test_reset_and_adopt_go_through_the_state_machine(world: World) -> None:
     assert old.state.restarts == 2
     new = world.sup.add_replacement(old.app, old.index)
     world.sup.adopt(new, old)
+    world.settle()
     assert new.id == old.id and new.state.restarts == 3 and new.state.status is Status.ONLINE
     world.sup.reset(new)
     assert new.state.restarts == 0 and new.state.status is Status.ONLINE

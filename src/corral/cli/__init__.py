@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-from corral.errors import ConfigError, CorralError
+from corral.core.errors import ConfigError, CorralError
 
 START_VERBS = {"start"}
 
@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["runtime"]:
-        from corral.runtime import main as run
+        from corral.daemon.runtime import main as run
 
         return run(argv[1:])
     if argv[:1] == ["ecosystem"]:
-        from corral.ecosystem_tools import main as ecosystem_main
+        from corral.tools.ecosystem import main as ecosystem_main
 
         return ecosystem_main(argv)
     if argv[:1] == ["dashboard"]:
@@ -63,7 +63,7 @@ def _main(argv: list[str]) -> int:
 
         return dashboard_main(argv[1:])
     if argv[:1] in (["export"], ["startup"], ["unstartup"]):
-        from corral.export import main as export_main
+        from corral.tools.export import main as export_main
 
         return export_main(argv)
     script_args: list[str] = []
@@ -90,6 +90,6 @@ def _main(argv: list[str]) -> int:
 
 
 def runtime_main() -> int:
-    from corral.runtime import main as run
+    from corral.daemon.runtime import main as run
 
     return run()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.cli import common
-from corral.errors import UsageError
+from corral.core.errors import UsageError
 
 VERBS = {"stop": "Stopped", "restart": "Restarted", "delete": "Deleted", "reset": "Reset"}
 

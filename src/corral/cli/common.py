@@ -7,17 +7,17 @@ import os
 import sys
 from typing import Any
 
-from corral.errors import ConfigError, UsageError
+from corral.core.errors import ConfigError, UsageError
 
 
 def client() -> Any:
-    from corral.client import Client
+    from corral.cli.client import Client
 
     return Client()
 
 
 def print_table(processes: list[dict[str, Any]]) -> None:
-    from corral import render
+    from corral.cli import render
 
     render.write(render.table(processes, colour=render.use_colour(sys.stdout)))
 

@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from corral.config.keys import KEYS, Flag, Key
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 
 
 def dest(key: Key, index: int) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.cli import common
-from corral.errors import ConfigError, UsageError
+from corral.core.errors import ConfigError, UsageError
 
 # `corral start` prints settled statuses unless told --no-wait: scripts and tests read the
 # table (and pids) right after it returns, as they always could.
@@ -30,7 +30,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 
 def daemon_takes(cmd: str, param: str) -> bool:
-    from corral.commands import BY_NAME
+    from corral.core.commands import BY_NAME
 
     command = BY_NAME.get(cmd)
     return command is not None and any(p.name == param for p in command.params)

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from corral.cli import common
-from corral.errors import UsageError
+from corral.core.errors import UsageError
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
@@ -36,7 +36,7 @@ def cmd_pid(ns: argparse.Namespace) -> int:
     if ns.name is not None:
         processes = [p for p in processes if p["name"] == ns.name or str(p["id"]) == ns.name]
         if not processes:
-            from corral.errors import NotFoundError
+            from corral.core.errors import NotFoundError
 
             raise NotFoundError(f"no process named '{ns.name}'")
     for p in processes:
@@ -46,7 +46,7 @@ def cmd_pid(ns: argparse.Namespace) -> int:
 
 
 def cmd_describe(ns: argparse.Namespace) -> int:
-    from corral import render
+    from corral.cli import render
 
     processes = common.client().call("describe", {"target": common.targets(ns.targets), "show_env": ns.env})
     if ns.json:
@@ -72,7 +72,7 @@ def cmd_ping(ns: argparse.Namespace) -> int:
 
 def cmd_healthcheck(ns: argparse.Namespace) -> int:
     """Exit 0 when every named app (default: every autostart app) is online and healthy."""
-    from corral.errors import DaemonError
+    from corral.core.errors import DaemonError
 
     try:
         result = common.client().call("health", {"names": ns.names}, autostart=False)
@@ -91,19 +91,19 @@ def cmd_healthcheck(ns: argparse.Namespace) -> int:
 
 def cmd_ecosystem(ns: argparse.Namespace) -> int:
     # the ecosystem tools load the config machinery: imported only for this command
-    from corral.ecosystem_tools import main as ecosystem_main
+    from corral.tools.ecosystem import main as ecosystem_main
 
     return ecosystem_main(list(ns.rest))
 
 
 def cmd_monit(ns: argparse.Namespace) -> int:
-    from corral.monit import run_monit
+    from corral.tools.monit import run_monit
 
     return run_monit(common.client(), interval=ns.interval)
 
 
 def cmd_kill(ns: argparse.Namespace) -> int:
-    from corral.errors import DaemonError
+    from corral.core.errors import DaemonError
 
     client = common.client()
     if not client.is_running():
@@ -171,7 +171,7 @@ def _when(text: str, flag: str) -> float:
 
 
 def cmd_logs(ns: argparse.Namespace) -> int:
-    from corral import render
+    from corral.cli import render
 
     targets = common.targets(ns.targets) if ns.targets else ["all"]
     streams = ["out", "err"]
@@ -214,7 +214,7 @@ def cmd_logs(ns: argparse.Namespace) -> int:
 
 def cmd_events(ns: argparse.Namespace) -> int:
     """``corral events [--json] [name...]``: the kept events, then live ones (see docs/events.md)."""
-    from corral.events import ProcessEvent, render_lines
+    from corral.core.events import ProcessEvent, render_lines
 
     args: dict[str, Any] = {"names": list(ns.names), "last": ns.lines, "follow": not ns.nostream}
     fields = set(ProcessEvent.__dataclass_fields__)

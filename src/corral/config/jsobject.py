@@ -43,7 +43,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 
 __all__ = ["JSSyntaxError", "NeedsNode", "load_js_file", "parse_js_literal"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.units import parse_duration_ms, parse_size
+from corral.core.units import parse_duration_ms, parse_size
 
 Parser = Callable[[Any], Any]
 
@@ -418,7 +418,7 @@ def p_cron(value: Any) -> str | None:
     for f in fields:
         if not f or any(c not in allowed for c in f):
             raise ValueError(f"invalid cron field {f!r} in {value!r}")
-    from corral.cron import validate_cron
+    from corral.core.cron import validate_cron
 
     validate_cron(s)
     return s
@@ -458,7 +458,7 @@ def p_backlog(value: Any) -> int:
 
 
 def p_health(value: Any) -> dict[str, Any] | None:
-    from corral.healthspec import parse_health
+    from corral.core.healthspec import parse_health
 
     return parse_health(value)
 
@@ -482,7 +482,7 @@ def p_log_size(value: Any) -> int | None:
 def p_rotate_interval(value: Any) -> str | None:
     if value is None or value is False:
         return None
-    from corral.logrotate import NAMED_INTERVALS
+    from corral.logs.rotate import NAMED_INTERVALS
 
     s = p_str(value).strip()
     if s.lower() in NAMED_INTERVALS:
@@ -530,13 +530,13 @@ def p_any_table(value: Any) -> dict[str, Any] | None:
 
 
 def p_depends_on(value: Any) -> list[dict[str, str]]:
-    from corral.deps import parse_depends_on
+    from corral.core.deps import parse_depends_on
 
     return parse_depends_on(value)
 
 
 def p_hooks(value: Any) -> list[dict[str, Any]]:
-    from corral.hooks import parse_hooks
+    from corral.core.hooks import parse_hooks
 
     return parse_hooks(value)
 

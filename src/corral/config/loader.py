@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from corral.config.keys import ALIASES, KEY_BY_NAME, KEYS, NODE_ONLY_KEYS
-from corral.errors import ConfigError
-from corral.launch import build_argv as build_argv
+from corral.core.errors import ConfigError
+from corral.core.launch import build_argv as build_argv
 
 # Names `corral start` looks for, in this order, like `pm2 start` does.
 DEFAULT_FILENAMES: tuple[str, ...] = (
@@ -873,8 +873,8 @@ def load_apps(
     if not details:
         raise ConfigError("no apps defined", file=label)
     # depends_on across the file's apps: unknown names, cycles, impossible conditions
-    from corral.deps import validate as validate_dependencies
-    from corral.deps import with_dependencies
+    from corral.core.deps import validate as validate_dependencies
+    from corral.core.deps import with_dependencies
 
     graph = validate_dependencies([d.app for d in details], file=label)
     if only is not None:

@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 
-from corral.paths import Home
+from corral.system.paths import Home
 
 
 def main() -> int:
@@ -21,7 +21,7 @@ def main() -> int:
     if lock_fd is None:
         return 0  # another daemon holds the home
     from corral.daemon.lifecycle import run
-    from corral.daemonlog import install
+    from corral.logs.daemonlog import install
 
     install(str(home.daemon_log))
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from corral import osproc
-from corral.logrotate import RotatePolicy, policy_from
-from corral.logsink import LineFormatter, LineFramer, LogEvents, LogFile, LogFiles
+from corral.logs.rotate import RotatePolicy, policy_from
+from corral.logs.sink import LineFormatter, LineFramer, LogEvents, LogFile, LogFiles
+from corral.system import osproc
 
 READ_CHUNK = 65536
 READS_PER_WAKEUP = 16
@@ -175,7 +175,7 @@ class AppLogs:
                 self.log(f"[daemon] {f.path} was moved or deleted: reopened")
             policy = f.policy
             if policy is not None and policy.interval:
-                from corral.logrotate import next_interval
+                from corral.logs.rotate import next_interval
 
                 if f.next_rotation is None:
                     f.next_rotation = next_interval(policy.interval, now)
@@ -204,7 +204,7 @@ class _Events(LogEvents):
 
 
 def _finish_rotation(path: str, rotated_path: str, compress: bool, retain: int) -> list[str]:
-    from corral.logrotate import apply_retention, compress_file
+    from corral.logs.rotate import apply_retention, compress_file
 
     if compress:
         try:

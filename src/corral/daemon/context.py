@@ -16,7 +16,7 @@ from corral.daemon.resources import UsageMonitor
 from corral.daemon.rollout import Rollout
 from corral.daemon.supervisor import Supervisor
 from corral.daemon.views import Views
-from corral.paths import Home
+from corral.system.paths import Home
 
 
 class DaemonContext(Protocol):

@@ -2,7 +2,7 @@
 
 The socket is mode 0600 inside the 0700 home folder, and every connection's
 peer uid is checked (SO_PEERCRED).  Requests are JSON lines (see
-:mod:`corral.protocol`); this module cuts them out of the byte stream and
+:mod:`corral.core.protocol`); this module cuts them out of the byte stream and
 hands each to a line handler (:class:`corral.daemon.dispatch.Dispatcher`).
 
 Limits, so that no client can stall, crash or grow the daemon:
@@ -25,7 +25,7 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 
-from corral import protocol
+from corral.core import protocol
 
 CHUNK = 64 * 1024
 

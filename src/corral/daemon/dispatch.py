@@ -1,7 +1,7 @@
 """From one request line to one reply: parse, look up the command, check its
 arguments, run its handler, and turn every failure into an error reply.
 
-Handlers are registered in a table keyed by :class:`corral.commands.Command`
+Handlers are registered in a table keyed by :class:`corral.core.commands.Command`
 (no lookup of methods by name); :class:`Dispatcher` refuses to start with a
 command left without a handler.
 """
@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from corral import commands, protocol
-from corral import listeners as listen
-from corral.commands import Command
-from corral.errors import ConfigError
+from corral.core import commands, protocol
+from corral.core.commands import Command
+from corral.core.errors import ConfigError
+from corral.system import listeners as listen
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 StreamHandler = Callable[[dict[str, Any], Any, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

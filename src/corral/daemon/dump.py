@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.core.statemachine import Status
 from corral.daemon.dispatch import RequestError
-from corral.statemachine import Status
 
 if TYPE_CHECKING:
     from corral.daemon.instance import App

@@ -2,12 +2,12 @@
 kept in a bounded ring, counted by kind and reason (Prometheus), handed to hooks and to
 followers of ``corral events``.
 
-Sources: the supervisor's state-machine steps (:func:`corral.events.transition_events`:
+Sources: the supervisor's state-machine steps (:func:`corral.core.events.transition_events`:
 started, online, ready, exited, restarting, errored, stopped), its announcements
 (health: healthy/unhealthy; log files: log-rotated), the start planner (waiting,
 blocked) and the reload handler (reloaded). Hooks: ``[[hooks]]`` in corral.toml for
 every app, and each app's own ``hooks`` key. Nothing here blocks: hook deliveries are
-tasks (corral.hooks.HookRunner) and a follower that falls behind loses the oldest.
+tasks (corral.core.hooks.HookRunner) and a follower that falls behind loses the oldest.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from corral.events import (
+from corral.core.events import (
     HEALTHY,
     LOG_ROTATED,
     UNHEALTHY,
@@ -29,7 +29,7 @@ from corral.events import (
     EventRing,
     ProcessEvent,
 )
-from corral.hooks import HookRunner, parse_hooks, spec_of
+from corral.core.hooks import HookRunner, parse_hooks, spec_of
 
 if TYPE_CHECKING:
     from corral.daemon.supervisor import Instance, Supervisor
@@ -64,7 +64,8 @@ class EventHub:
     # ------------------------------------------------------------ sources
 
     def on_change(self, inst: Instance, change: Change) -> None:
-        pid = inst.child.pid if getattr(inst, "child", None) is not None else inst.state.pid
+        child = getattr(inst, "child", None)
+        pid = child.pid if child is not None else inst.state.pid
         self.emit(change.kind, inst.name, instance=inst.index, pid=pid, reason=change.reason, code=change.code, signal=change.signal, message=change.message)
 
     def on_announce(self, ev: dict[str, Any]) -> None:
@@ -130,7 +131,7 @@ class EventHub:
 
     async def stream(self, args: dict[str, Any], req_id: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """The ``events`` command: the kept events, then live ones until the client leaves."""
-        from corral import protocol
+        from corral.core import protocol
 
         names = set(args.get("names") or [])
 

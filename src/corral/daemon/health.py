@@ -1,7 +1,7 @@
 """Health probes: per app through its shared socket, else per instance.
 
 One asyncio task schedules each target's probe (:mod:`corral.daemon.probes`
-runs them); the pure :func:`corral.healthspec.health_step` turns results into
+runs them); the pure :func:`corral.core.healthspec.health_step` turns results into
 healthy/unhealthy; a failed liveness probe asks the daemon to replace the
 instance, or to reload the app.
 """
@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from corral.core.healthspec import HealthSpec, HealthState, health_step, spec_from_config
+from corral.core.statemachine import Status
 from corral.daemon.probes import exec_probe, http_probe, run_probe, tcp_probe
-from corral.healthspec import HealthSpec, HealthState, health_step, spec_from_config
-from corral.statemachine import Status
 
 if TYPE_CHECKING:
     from corral.daemon.supervisor import App, Instance, Supervisor
@@ -29,6 +29,7 @@ class HealthManager:
     """Runs each app's probe: per app through its shared socket, else per instance."""
 
     TICK = 0.1
+    IDLE_TICK = 0.25  # while no app has a probe: fewer wakeups, a new probe still starts within ~1 s
 
     def __init__(self, sup: Supervisor, replace_instance: Replace, reload_app: Callable[[App, str], Awaitable[None]], watch_pid: Callable[[int, asyncio.Future[int]], None]) -> None:
         self.sup = sup
@@ -39,6 +40,7 @@ class HealthManager:
         self.specs: dict[int, tuple[Any, HealthSpec]] = {}
         self.running: dict[Any, asyncio.Task[None]] = {}
         self.task: asyncio.Task[None] | None = None
+        self.any_probe = False
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.run())
@@ -49,13 +51,15 @@ class HealthManager:
                 self.tick()
             except Exception as e:
                 self.sup.log(f"[daemon] health scheduling failed: {e!r}")
-            await asyncio.sleep(self.TICK)
+            await asyncio.sleep(self.TICK if self.any_probe or self.running else self.IDLE_TICK)
 
     def targets(self) -> list[tuple[Any, App, Instance | None]]:
         out: list[tuple[Any, App, Instance | None]] = []
+        self.any_probe = False
         for app in self.sup.apps.values():
             if not app.config.get("health"):
                 continue
+            self.any_probe = True
             running = [i for i in app.instances if i.child is not None and i.state.status is Status.ONLINE]
             if app.listeners:
                 if running:

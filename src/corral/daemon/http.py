@@ -32,6 +32,7 @@ class Daemon(Protocol):
     sup: Any
     monitor: Any
     home: Any
+    events: Any
     started: float
 
     def log(self, message: str) -> None: ...
@@ -136,13 +137,14 @@ def metrics(daemon: Daemon) -> str:
     family("corral_probe_latency_seconds", "gauge", "Duration of the latest health probe.")
     out.extend(lat)
     family("corral_daemon_memory_bytes", "gauge", "RSS of the Corral daemon itself.")
-    from corral.daemon.monitor import read_stat
+    from corral.daemon.sampler import read_stat
 
     me = read_stat(os.getpid())
     out.append(f"corral_daemon_memory_bytes {me.rss if me else 0}")
     family("corral_daemon_uptime_seconds", "gauge", "Seconds since the daemon started.")
     out.append(f"corral_daemon_uptime_seconds {now - daemon.started:.3f}")
-    return "\n".join(out) + "\n" + daemon.events.counters.prometheus()
+    counters: str = daemon.events.counters.prometheus()
+    return "\n".join(out) + "\n" + counters
 
 
 def host_name(value: str) -> str:

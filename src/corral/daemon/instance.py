@@ -1,7 +1,7 @@
 """What the supervisor keeps per app and per instance: plain records, no effects.
 
 An :class:`App` is one configured app with its shared listening sockets; an
-:class:`Instance` is one of its processes, its :class:`~corral.statemachine.ProcState`
+:class:`Instance` is one of its processes, its :class:`~corral.core.statemachine.ProcState`
 and what the runtime holds for it (the child, pipe readers, notify endpoint,
 timers, the tree recorded at the last signal).
 """
@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from corral import listeners as listen
-from corral import osproc
 from corral.config.keys import resolve_instances
-from corral.launch import log_paths
-from corral.logsink import LineFormat, LineFormatter
-from corral.paths import Home
-from corral.statemachine import Policy, ProcState, Status, is_ready
+from corral.core.launch import log_paths
+from corral.core.statemachine import Policy, ProcState, Status, is_ready
+from corral.logs.sink import LineFormat, LineFormatter
+from corral.system import listeners as listen
+from corral.system import osproc
+from corral.system.paths import Home
 
 if TYPE_CHECKING:
     from corral.daemon.applogs import PipeReader

@@ -14,9 +14,9 @@ import signal
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from corral import osproc
 from corral.daemon.systemd import SystemdNotifier  # noqa: F401  (its former home)
-from corral.paths import Home
+from corral.system import osproc
+from corral.system.paths import Home
 
 if TYPE_CHECKING:
     from corral.daemon.server import Daemon
@@ -82,7 +82,7 @@ async def run(home: Home) -> int:
         },
     )
     home.pid_file.write_text(f"{os.getpid()}\n")  # before the socket answers (systemd Type=forking)
-    from corral import leftovers
+    from corral.system import leftovers
 
     leftovers.stop(leftovers.find(str(home.root)), log=daemon.log)
     await daemon.serve()

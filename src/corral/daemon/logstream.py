@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from corral import protocol
+from corral.core import protocol
 from corral.daemon.dispatch import RequestError
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ class LogStream:
 
 def tail(instances: list[Instance], streams: set[str], n: int, since: float | None = None, until: float | None = None, grep: Any = None) -> list[dict[str, Any]]:
     """The last ``n`` lines of each matched log file, interleaved by time."""
-    from corral import logread
+    from corral.logs import read as logread
 
     seen: set[str] = set()
     groups: list[list[logread.LogLine]] = []

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from corral.core.launch import LaunchPlan
 from corral.daemon import nodeipc
-from corral.launch import LaunchPlan
-from corral.listeners import SD_LISTEN_FDS_START
 from corral.node import is_node_app
+from corral.system.listeners import SD_LISTEN_FDS_START
 
 # The channel's fd in the child: high, so that the listen shim's moves to 3, 4, ...
 # never land on it.

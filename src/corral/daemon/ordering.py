@@ -1,9 +1,9 @@
 """Start and stop in dependency order (``depends_on``), for the daemon's handlers.
 
-:meth:`StartOrder.start` runs a :class:`corral.startplan.StartPlanRunner` over the
+:meth:`StartOrder.start` runs a :class:`corral.core.startplan.StartPlanRunner` over the
 apps of one ``start``: it launches an app once what it needs is met, shows
 ``waiting``/``blocked`` statuses, emits those as events, and feeds the planner what the
-supervisor's instances show (folded per app by :func:`corral.startplan.app_observation`)
+supervisor's instances show (folded per app by :func:`corral.core.startplan.app_observation`)
 every time something changes. :func:`stop_waves` orders instances for ``stop``/``kill``:
 dependents first.
 """
@@ -14,10 +14,10 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from corral.deps import Graph, new_plan, parse_depends_on, stop_levels
-from corral.events import BLOCKED, WAITING
-from corral.startplan import StartPlanRunner, app_observation
-from corral.statemachine import Status
+from corral.core.deps import Graph, new_plan, parse_depends_on, stop_levels
+from corral.core.events import BLOCKED, WAITING
+from corral.core.startplan import StartPlanRunner, app_observation
+from corral.core.statemachine import Status
 
 if TYPE_CHECKING:
     from corral.daemon.supervisor import App, Instance, Supervisor
@@ -94,7 +94,7 @@ class StartOrder:
 
 def graph_of(apps: Iterable[App]) -> Graph:
     """The registered apps' dependencies, leniently (an app deleted since is ignored)."""
-    from corral.deps import COMPLETED_OK, READY, Dependency, is_one_shot
+    from corral.core.deps import COMPLETED_OK, READY, Dependency, is_one_shot
 
     by_name = {a.name: a for a in apps}
     needs: dict[str, tuple[Dependency, ...]] = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 def write_pid_file(path: str, pid: int) -> str | None:
     """Write pid; an error message if it could not be written."""
     try:
-        from corral import safefs
+        from corral.system import safefs
 
         safefs.write_pid_file(path, pid)
     except OSError as e:

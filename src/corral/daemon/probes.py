@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from corral.healthspec import HealthSpec
+from corral.core.healthspec import HealthSpec
 
 # A bound on open sockets and processes, not a queue: each target has at most one probe in
 # flight (HealthManager), so a hung target holds one slot and delays no one else.

@@ -2,7 +2,9 @@
 
 The supervisor hands each effect the state machine returns to this part:
 :meth:`InstanceProcesses.spawn` builds the launch plan (pure, in
-:mod:`corral.launch`) and starts it through the :class:`Spawner`, then wires
+:mod:`corral.core.launch`) and submits it to the :class:`Spawner` (which starts it
+off the event loop, so many spawns overlap; a spawn that hands down sockets or a
+ready pipe is done at once); once the process exists it wires
 the exit (:class:`Reaper`), the output (:class:`PipeReader`), the pid file and
 the cgroup; :meth:`signal` holds the instance's tree by pidfd and signals its
 group; exits come back as ``Exited`` events, with ``leftovers`` when the group
@@ -18,23 +20,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from corral import listeners as listen
-from corral import osproc
 from corral.config.keys import resolve_instances
+from corral.core.launch import build_env, pid_file_path, plan_launch
+from corral.core.statemachine import Event, Exited, Ready, Spawned, SpawnFailed
 from corral.daemon import nodeipc, nodelink, readypipe
 from corral.daemon.applogs import AppLogs, PipeReader
 from corral.daemon.cgroups import HardLimits
 from corral.daemon.instance import Instance
 from corral.daemon.pidfile import write_pid_file
 from corral.daemon.reaper import Reaper
-from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, read_message
+from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, notify_uids, read_message
 from corral.daemon.spawner import Spawner
-from corral.launch import build_env, pid_file_path, plan_launch
-from corral.statemachine import Event, Exited, Ready, Spawned, SpawnFailed
+from corral.system import listeners as listen
+from corral.system import osproc
 
 Dispatch = Callable[[Instance, Event], None]
 Announce = Callable[[Instance | None, str, str], None]
 Publish = Callable[[Instance, str, list[bytes], float], None]
+
+
+def _close_all(listeners: list[listen.Listener]) -> None:
+    for ls in listeners:
+        ls.close()
 
 
 @dataclass
@@ -86,7 +93,13 @@ class InstanceProcesses:
 
     def _ensure_notify(self, inst: Instance) -> str:
         if inst.notify is None:
-            inst.notify = NotifyEndpoint(self.loop, endpoint_address(id(inst)), lambda pid, msg: self.on_notify(inst, pid, msg))
+            inst.notify = NotifyEndpoint(
+                self.loop,
+                endpoint_address(id(inst)),
+                lambda pid, msg: self.on_notify(inst, pid, msg),
+                uids=notify_uids(inst.app.config.get("uid")),
+                on_ignored=self.log,
+            )
         return inst.notify.address
 
     def release(self, inst: Instance) -> None:
@@ -120,11 +133,21 @@ class InstanceProcesses:
             self.dispatch(inst, event)
 
     def spawn(self, inst: Instance) -> None:
+        """Build the plan and start it off the loop; ``Spawned`` or ``SpawnFailed`` follows."""
         cfg = inst.app.config
         inst.status_text = None
         to_close: list[listen.Listener] = []
         pending: nodelink.Pending | None = None
         ready: tuple[int, int] | None = None
+
+        def abandon() -> None:
+            _close_all(to_close)
+            if pending is not None:
+                pending.abandon()
+            if ready is not None:
+                os.close(ready[0])
+                os.close(ready[1])
+
         try:
             socks, to_close = inst.app.instance_sockets()
             plan = plan_launch(cfg, self.build_env(inst), sockets=socks, notify_address=self._ensure_notify(inst))
@@ -136,26 +159,40 @@ class InstanceProcesses:
                 ready = readypipe.ready_pipe()
                 ready = (ready[0], readypipe.child_end(ready[1]))
                 plan = replace(plan, env={**plan.env, **readypipe.child_env(ready[1])}, pass_fds=(*plan.pass_fds, ready[1]))
-            inst.env = plan.env
-            child = self.spawner.spawn(plan)
-        except (osproc.SpawnError, listen.ListenError, OSError) as e:
-            for ls in to_close:
-                ls.close()
-            if pending is not None:
-                pending.abandon()
-            if ready is not None:
-                os.close(ready[0])
-                os.close(ready[1])
+        except (listen.ListenError, OSError) as e:
+            abandon()
             self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(e)))
             return
-        for ls in to_close:
-            ls.close()
-        if pending is not None:
-            self._attach_node(inst, pending)
-        self._close_ready_pipe(inst)
-        if ready is not None:
-            os.close(ready[1])
-            inst.ready_pipe = readypipe.ReadyPipeReader(self.loop, ready[0], lambda fields: self.on_ready_pipe(inst, fields))
+        inst.env = plan.env
+
+        def done(result: osproc.Child | Exception) -> None:
+            if isinstance(result, Exception):
+                abandon()
+                self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(result)))
+                return
+            _close_all(to_close)  # the child holds its own now
+            if pending is not None:
+                self._attach_node(inst, pending)
+            self._close_ready_pipe(inst)
+            if ready is not None:
+                os.close(ready[1])
+                inst.ready_pipe = readypipe.ReadyPipeReader(self.loop, ready[0], lambda fields: self.on_ready_pipe(inst, fields))
+            self._spawned(inst, result)
+
+        if plan.pass_fds:
+            # sockets or a ready pipe to hand down: spawned at once, as they are now (a
+            # redefinition may close the app's sockets while a spawn waits in the pool)
+            try:
+                result: osproc.Child | Exception = self.spawner.spawn(plan)
+            except (osproc.SpawnError, OSError) as e:
+                result = e
+            done(result)
+        else:
+            self.spawner.submit(plan, done)
+
+    def _spawned(self, inst: Instance, child: osproc.Child) -> None:
+        """The process exists: wire its exit, output, pid file and cgroup, then tell the state machine."""
+        cfg = inst.app.config
         if cfg.get("memory_max") or cfg.get("cpu_max"):
             inst.cgroup, notice = self.limits.apply(inst.app.name, f"corral-{inst.app.name}-{inst.id}", child.pid, cfg.get("memory_max"), cfg.get("cpu_max"))
             if notice:

@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from corral import osproc
 from corral.daemon.spawner import Spawner
+from corral.system import osproc
 
 
 @dataclass

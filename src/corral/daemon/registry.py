@@ -17,12 +17,12 @@ import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from corral import listeners as listen
-from corral import safefs
 from corral.config.keys import resolve_instances
 from corral.config.loader import normalize_app
+from corral.core.errors import ConfigError
 from corral.daemon.dispatch import RequestError
-from corral.errors import ConfigError
+from corral.system import listeners as listen
+from corral.system import safefs
 
 if TYPE_CHECKING:
     from corral.daemon.instance import App

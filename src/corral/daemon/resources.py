@@ -14,9 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from corral.core.statemachine import Status
+from corral.core.units import format_bytes
 from corral.daemon import sampler
-from corral.statemachine import Status
-from corral.units import format_bytes
 
 if TYPE_CHECKING:
     from corral.daemon.supervisor import Instance, Supervisor
@@ -36,6 +36,7 @@ class UsageMonitor:
         self.interval = interval
         self.trees = sampler.TreeSampler()
         self.pss = sampler.pss_available()
+        self.children_files = sampler.children_files()
         self.task: asyncio.Task[None] | None = None
         self.pending: set[int] = set()  # pids already being restarted for memory
 
@@ -67,20 +68,35 @@ class UsageMonitor:
 
     def tick(self, procs: dict[int, sampler.ProcStat] | None = None) -> None:
         now = time.monotonic()
-        procs = procs if procs is not None else sampler.snapshot()
-        kids = sampler.children_map(procs)
-        for inst in self.sup.instances():
+        everyone = self.sup.instances()
+        if len(self.trees.history) > len(everyone) or len(self.trees.last) > len(everyone):
+            known = {id(inst) for inst in everyone}
+            for key in [k for k in {*self.trees.history, *self.trees.last} if k not in known]:
+                sampler.forget(self.trees, key)  # deleted instances: their history goes with them
+        running = [inst for inst in everyone if inst.child is not None]
+        if not running:
+            return
+        if procs is not None:
+            kids = sampler.children_map(procs)
+        elif self.children_files:
+            procs, kids = sampler.snapshot_trees(inst.child.pid for inst in running if inst.child is not None)
+        else:
+            procs = sampler.snapshot()
+            kids = sampler.children_map(procs)
+        for inst in running:
             child = inst.child
             if child is None:
                 continue
             cfg = inst.app.config
             limit = cfg.get("max_memory_restart")
             mode = cfg.get("memory_limit_mode") or "pss"
-            usage = sampler.sample_tree(self.trees, id(inst), child.pid, procs, kids, now, want_pss=False)
+            usage = sampler.sample_tree(self.trees, id(inst), child.pid, procs, kids, now, want_pss=False, keep=False)
             if usage is not None and limit and mode == "pss" and self.pss and usage.rss > limit:
                 # PSS is never above RSS: only a tree already over the limit by RSS needs the
                 # (much dearer) smaps_rollup reads to see whether it is over it by PSS
                 usage.pss = sampler.tree_pss(child.pid, kids)
+            if usage is not None:
+                sampler.record(self.trees, id(inst), usage)
             inst.usage = usage
             if usage is None or not limit or child.pid in self.pending:
                 continue
@@ -100,9 +116,10 @@ class UsageMonitor:
         finally:
             self.pending.discard(pid)
 
-    def history(self, inst: Instance) -> list[dict[str, Any]]:
-        return [{"time": u.time, "cpu": u.cpu_percent, "memory": u.memory} for u in self.trees.history.get(id(inst), ())]
+    def history(self, inst: Instance, since: float | None = None) -> list[dict[str, Any]]:
+        """Samples of the instance newer than since (daemon monotonic time; None: the last 120)."""
+        hist = self.trees.history.get(id(inst))
+        return hist.since(since) if hist is not None else []
 
 
 # The former name, kept for callers that still use it.
-ResourceMonitor = UsageMonitor

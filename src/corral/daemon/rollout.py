@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from corral.core.statemachine import READY_SETTLE, Restart, Status
 from corral.daemon.dispatch import RequestError
-from corral.statemachine import READY_SETTLE, Restart, Status
 
 if TYPE_CHECKING:
     from corral.daemon.instance import App, Instance

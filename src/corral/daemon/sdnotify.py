@@ -3,7 +3,7 @@
 What a message means is decided here as plain data (:func:`read_message`):
 ``READY=1``, ``WATCHDOG=1`` and ``WATCHDOG=trigger`` become state machine
 events (the readiness and the watchdog deadline are decided in
-:func:`corral.statemachine.step`), ``STATUS=`` a status text, ``STOPPING=1``
+:func:`corral.core.statemachine.step`), ``STATUS=`` a status text, ``STOPPING=1``
 a notice.  :class:`NotifyEndpoint` owns the socket on the event loop.
 """
 
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from corral.notify import NotifySocket
-from corral.statemachine import Event, Ready, WatchdogPing, WatchdogTrigger
+from corral.core.statemachine import Event, Ready, WatchdogPing, WatchdogTrigger
+from corral.system.notify import NotifySocket
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,23 @@ def read_message(msg: dict[str, str]) -> NotifyMessage:
 def endpoint_address(owner: int) -> str:
     """An abstract address unique to this daemon and owner."""
     return f"@corral/{os.getpid()}/{owner:x}"
+
+
+def notify_uids(app_uid: str | int | None) -> frozenset[int] | None:
+    """Who may send to an instance's notify socket: the daemon's own uid and the app's.
+
+    Datagrams from any other uid are dropped before any /proc work. None (no filter
+    but the parent-chain check) when the app's user cannot be resolved here.
+    """
+    me = os.geteuid()
+    if app_uid is None:
+        return frozenset({me})
+    if isinstance(app_uid, int) or str(app_uid).isdigit():
+        return frozenset({me, int(app_uid)})
+    try:
+        return frozenset({me, pwd.getpwnam(str(app_uid)).pw_uid})
+    except KeyError:
+        return None
 
 
 class NotifyEndpoint:

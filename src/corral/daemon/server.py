@@ -29,6 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from corral import __version__
+from corral.core.errors import ConfigError
+from corral.core.statemachine import Status
 from corral.daemon.control import ControlServer
 from corral.daemon.dispatch import Dispatcher
 from corral.daemon.eventhub import EventHub
@@ -40,9 +42,7 @@ from corral.daemon.rollout import Rollout
 from corral.daemon.supervisor import Supervisor
 from corral.daemon.systemd import SystemdNotifier
 from corral.daemon.views import Views, health_report
-from corral.errors import ConfigError
-from corral.paths import Home
-from corral.statemachine import Status
+from corral.system.paths import Home
 
 
 def _stdout_log(message: str) -> None:
@@ -123,7 +123,7 @@ class Daemon:
 
     async def start_apps(self, apps: list[dict[str, Any]], env: dict[str, str], source: str | None = None) -> dict[str, Any]:
         """What ``start`` does: RequestError, ConfigError or ListenError when refused."""
-        from corral import commands
+        from corral.core import commands
 
         result: dict[str, Any] = await self.dispatcher.handlers[commands.START]({"apps": apps, "client_env": env, "source": source, "wait": True})
         return result

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from corral.errors import ConfigError
+from corral.core.errors import ConfigError
 
 DEFAULT_MAX_INSTANCES = 2048
 MAX_INSTANCES_LIMIT = 1_000_000  # a ceiling the daemon can still hold
@@ -42,7 +42,7 @@ def read(home_root: str) -> dict[str, Any]:
 def log_defaults(home_root: str) -> dict[str, Any]:
     """The [logs] table, with pm2-logrotate's names mapped, parsed by the app keys' parsers."""
     from corral.config.keys import KEY_BY_NAME
-    from corral.logrotate import PM2_LOGROTATE_NAMES
+    from corral.logs.rotate import PM2_LOGROTATE_NAMES
 
     table = read(home_root).get("logs") or {}
     out: dict[str, Any] = {}

@@ -5,7 +5,7 @@ feeds it events through the pure ``step`` and performs the effects that come
 back.  The supervisor decides nothing itself; it keeps the apps and instances
 and wires the parts that do the work, each taking callbacks and plain values:
 
-* :mod:`corral.launch` builds argv, environment and fds (pure);
+* :mod:`corral.core.launch` builds argv, environment and fds (pure);
 * a :class:`~corral.daemon.spawner.Spawner` does all OS process work (a fake in
   the unit tests);
 * :class:`~corral.daemon.reaper.Reaper` delivers exits (pidfds and SIGCHLD);
@@ -24,17 +24,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from corral import listeners as listen
 from corral.config.keys import resolve_instances
-from corral.daemon.applogs import AppLogs
-from corral.daemon.instance import App, Instance, policy_from_config
-from corral.daemon.processes import InstanceProcesses
-from corral.daemon.reaper import Reaper
-from corral.daemon.spawner import OsSpawner, Spawner
-from corral.events import Change, transition_events
-from corral.logsink import LogFile, LogFiles
-from corral.paths import Home
-from corral.statemachine import (
+from corral.core.events import Change, transition_events
+from corral.core.statemachine import (
     READY_SETTLE,
     Adopt,
     Announce,
@@ -61,6 +53,14 @@ from corral.statemachine import (
     WatchdogTimeout,
     step,
 )
+from corral.daemon.applogs import AppLogs
+from corral.daemon.instance import App, Instance, policy_from_config
+from corral.daemon.processes import InstanceProcesses
+from corral.daemon.reaper import Reaper
+from corral.daemon.spawner import OsSpawner, Spawner
+from corral.logs.sink import LogFile, LogFiles
+from corral.system import listeners as listen
+from corral.system.paths import Home
 
 __all__ = ["READY_SETTLE", "App", "Instance", "Supervisor", "policy_from_config"]
 
@@ -84,7 +84,7 @@ class Supervisor:
         self.changed = asyncio.Condition()
         self.log_listeners: list[Callable[[Instance, str, list[bytes], float], None]] = []
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
-        # (instance, corral.events.Change) for every state change a step means
+        # (instance, corral.core.events.Change) for every state change a step means
         self.change_listeners: list[Callable[[Instance, Change], None]] = []
         self.cpu_count = os.cpu_count() or 1
         self.logs = AppLogs(loop, lambda line: self.log(line), self._report_log_file)

@@ -1,4 +1,4 @@
-"""Restart triggers: ``cron_restart`` (croniter, through corral.cron) and ``watch`` (watchfiles).
+"""Restart triggers: ``cron_restart`` (croniter, through corral.core.cron) and ``watch`` (watchfiles).
 
 Both libraries are imported only when an app uses them.  A trigger restarts
 the app's instances, or reloads them in cluster mode with a shared socket, so
@@ -12,10 +12,10 @@ import contextlib
 import fnmatch
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from corral.cron import next_cron, validate_cron
+from corral.core.cron import next_cron, validate_cron
 
 if TYPE_CHECKING:
     from corral.daemon.supervisor import App, Supervisor
@@ -27,7 +27,7 @@ DEFAULT_IGNORES = (
     "*.swp", "*~", ".DS_Store", "*.db", "*.db-journal", "*.db-wal", "*.db-shm",
 )
 
-Action = Callable[["App", str], Awaitable[None]]
+Action = Callable[["App", str], Coroutine[Any, Any, None]]
 
 __all__ = ["DEFAULT_IGNORES", "Triggers", "next_cron", "validate_cron"]
 
@@ -93,7 +93,7 @@ class Triggers:
     def watch_paths(self, app: App) -> list[str]:
         cfg = app.config
         watch = cfg.get("watch")
-        paths = [cfg["cwd"]] if watch is True else [p if os.path.isabs(p) else os.path.join(cfg["cwd"], p) for p in watch]
+        paths = [cfg["cwd"]] if watch is True else [p if os.path.isabs(p) else os.path.join(cfg["cwd"], p) for p in watch or ()]
         return [p for p in paths if os.path.exists(p)]
 
     def ignored(self, app: App, path: str) -> bool:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from corral.appkind import mask_env
-from corral.statemachine import Status
+from corral.core.appkind import mask_env
+from corral.core.statemachine import Status
 
 if TYPE_CHECKING:
     from corral.daemon.instance import App, Instance

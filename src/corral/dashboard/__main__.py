@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from corral.errors import ConfigError, CorralError
+from corral.core.errors import ConfigError, CorralError
 
 APP_NAME = "corral-dashboard"
 
@@ -37,7 +37,7 @@ def login_url(settings: Any, token: str) -> str:
 def install(settings: Any, ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from corral.client import Client
+    from corral.cli.client import Client
     from corral.config.loader import load_apps
 
     args = ["--host", settings.host, "--port", str(settings.port)]
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser().parse_args(argv)
     from corral.dashboard import auth
     from corral.dashboard.settings import read_table, resolve
-    from corral.paths import Home
+    from corral.system.paths import Home
 
     home = Home.from_env()
     try:

@@ -19,13 +19,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from corral import __version__
+from corral.core.errors import CorralError, NotFoundError
 from corral.dashboard import auth
 from corral.dashboard.guard import Guard
 from corral.dashboard.hub import Hub
 from corral.dashboard.link import Link
 from corral.dashboard.settings import Settings
-from corral.errors import CorralError, NotFoundError
-from corral.paths import Home
+from corral.system.paths import Home
 
 HERE = Path(__file__).parent
 HEARTBEAT = 15.0

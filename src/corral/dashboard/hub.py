@@ -16,9 +16,9 @@ import time
 from collections import deque
 from typing import Any
 
+from corral.core.errors import CorralError
 from corral.dashboard.link import Link
 from corral.dashboard.series import Series, merge
-from corral.errors import CorralError
 
 LIST_EVERY = (2.0, 15.0)  # seconds between `list` calls: with pages open, without
 HISTORY_EVERY = (5.0, 30.0)
@@ -35,6 +35,7 @@ class Hub:
         self.procs_json = "[]"
         self.daemon: dict[str, Any] = {"up": False, "error": "not connected yet"}
         self.series: dict[int, Series] = {}
+        self.history_since = 0.0  # daemon-monotonic time of the newest sample seen (0: the whole hour)
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
         self.events_source = "live"  # "daemon" once the daemon answers `events`
         self.clients: set[asyncio.Queue[Message | None]] = set()
@@ -123,9 +124,15 @@ class Hub:
 
     async def refresh_history(self) -> None:
         try:
-            hist = await self.link.call("history", {"target": ["all"]}, timeout=10)
+            # the daemon keeps an hour per instance (fine samples, then one point per 10 s):
+            # the first call takes it all, later ones only what is newer than the last sample seen
+            hist = await self.link.call("history", {"target": ["all"], "since": self.history_since}, timeout=10)
         except (TimeoutError, CorralError, OSError, ValueError):
             return
+        for samples in hist.values():
+            for sample in samples:
+                with contextlib.suppress(KeyError, TypeError, ValueError):
+                    self.history_since = max(self.history_since, float(sample["time"]))
         now = time.time()
         offset = now - time.monotonic()  # the daemon stamps samples with CLOCK_MONOTONIC
         fresh: dict[str, Any] = {}

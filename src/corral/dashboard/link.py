@@ -1,6 +1,6 @@
 """The dashboard's connection to the daemon: the control protocol over the Unix socket, on asyncio.
 
-Connecting goes through :class:`corral.client.Client` (never starting a daemon: the
+Connecting goes through :class:`corral.cli.client.Client` (never starting a daemon: the
 dashboard shows that it is down instead); each call is its own connection, as for the CLI.
 """
 
@@ -11,10 +11,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from corral import protocol
-from corral.client import Client, unwrap
-from corral.errors import DaemonError
-from corral.paths import Home
+from corral.cli.client import Client, unwrap
+from corral.core import protocol
+from corral.core.errors import DaemonError
+from corral.system.paths import Home
 
 CALL_TIMEOUT = 120.0  # restart/scale wait for the instances to settle
 

@@ -1,6 +1,6 @@
-"""The command handlers, registered by :class:`corral.commands.Command`.
+"""The command handlers, registered by :class:`corral.core.commands.Command`.
 
-To add a command: declare it in :mod:`corral.commands`, write its handler
+To add a command: declare it in :mod:`corral.core.commands`, write its handler
 (``async def handler(self, args) -> result``) in the module of its kind, and
 add it to the table below; the daemon refuses to start with a command left
 without a handler (tests/unit/test_protocol.py checks it too).
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from corral import commands as c
-from corral.commands import Command
+from corral.core import commands as c
+from corral.core.commands import Command
 from corral.daemon.dispatch import Handler, StreamHandler
 from corral.daemon.handlers.info import InfoCommands
 from corral.daemon.handlers.processes import ProcessCommands

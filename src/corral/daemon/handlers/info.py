@@ -6,7 +6,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from corral import __version__, protocol
+from corral import __version__
+from corral.core import protocol
 
 if TYPE_CHECKING:
     from corral.daemon.context import DaemonContext
@@ -47,4 +48,5 @@ class InfoCommands:
         return self.d.health_report(list(args.get("names") or []))
 
     async def history(self, args: dict[str, Any]) -> Any:
-        return {str(i.id): self.d.monitor.history(i) for i in self.sup.select(args["target"])}
+        since = args.get("since")
+        return {str(i.id): self.d.monitor.history(i, since) for i in self.sup.select(args["target"])}

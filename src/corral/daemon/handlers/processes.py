@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from corral import osproc
+from corral.core.deps import Graph, start_levels, with_dependents
+from corral.core.deps import validate as validate_dependencies
+from corral.core.errors import ConfigError
+from corral.core.statemachine import Status
 from corral.daemon.dispatch import RequestError
 from corral.daemon.ordering import graph_of, stop_waves
 from corral.daemon.registry import client_env
-from corral.deps import Graph, start_levels, with_dependents
-from corral.deps import validate as validate_dependencies
-from corral.errors import ConfigError
-from corral.statemachine import Status
+from corral.system import osproc
 
 if TYPE_CHECKING:
     from corral.daemon.context import DaemonContext

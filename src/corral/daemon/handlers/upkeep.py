@@ -22,7 +22,7 @@ class UpkeepCommands:
         self.sup = daemon.sup
 
     async def flush(self, args: dict[str, Any]) -> Any:
-        from corral.logrotate import rotated_files
+        from corral.logs.rotate import rotated_files
 
         paths: set[str] = set()
         for inst in self.sup.select(args["target"]):
@@ -34,7 +34,7 @@ class UpkeepCommands:
                     os.unlink(old)
                     flushed.append(old)
             try:
-                from corral import safefs
+                from corral.system import safefs
 
                 safefs.truncate(path)
                 flushed.append(path)

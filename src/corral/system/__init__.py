@@ -1,0 +1,1 @@
+"""The operating-system edge: processes, safe file operations, the home folder, listening sockets, sd_notify, leftovers."""
