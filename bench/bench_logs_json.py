@@ -17,6 +17,7 @@ import msgspec
 from harness import APPS, BenchError, Tool, median, proc_rss, proc_stat_cpu
 from run import Ctx, Row, benchmark, progress
 
+
 def daemon_cpu(pid: int) -> float:
     """CPU time of a process's threads in seconds, to the nanosecond (/proc/<pid>/task/*/schedstat);
     clock ticks (10 ms) from /proc/<pid>/stat are too coarse for floods of a few tenths of a second."""
