@@ -10,9 +10,16 @@
 module.exports = {
   apps: [
     {
+      // the schema, once, before the web instances (a one-shot webapp depends on)
+      name: "migrate",
+      script: "migrate.py",
+      autorestart: false,
+    },
+    {
       // production: cluster mode, Corral binds 127.0.0.1:8000 once and shares it
       // with 4 instances; an instance is online once it sends READY=1
       name: "webapp",
+      depends_on: ["migrate"],
       script: "serve.py",
       exec_mode: "cluster",
       instances: 4,

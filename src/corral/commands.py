@@ -62,6 +62,7 @@ RESTART = Command(
         TARGET,
         Param("update_env", "bool", "Replace the inherited environment.", default=False),
         Param("client_env", "object", "The caller's environment.", default={}),
+        Param("with_dependents", "bool", "Also restart the apps that depend on the targets (depends_on), after them, in start order.", default=False),
     ),
     "{processes: [process], all: [process]}",
     True,
@@ -77,6 +78,7 @@ RELOAD = Command(
         Param("apps", "list[object]", "Normalised app definitions from an ecosystem file.", default=None),
         Param("source", "str", "The ecosystem file the apps come from.", default=None),
         Param("client_env", "object", "The caller's environment.", default={}),
+        Param("with_dependents", "bool", "Also reload the apps that depend on the targets (depends_on), after them, in start order.", default=False),
     ),
     "{apps: [{name, mode, replaced, message}], started: [str], deleted: [str], all: [process]}",
     True,
@@ -143,6 +145,18 @@ SUBSCRIBE = Command(
     streaming=True,
 )
 
+EVENTS = Command(
+    "events",
+    "Stream process events (started, online, ready, unhealthy, healthy, exited, restarting, errored, stopped, reloaded, log-rotated, waiting, blocked): first the last ones the daemon keeps, then live ones.",
+    (
+        Param("names", "list[str]", "Only these apps (default: every app).", default=[]),
+        Param("last", "int", "Kept events to send first.", default=20),
+        Param("follow", "bool", "Keep streaming after them.", default=True),
+    ),
+    "{names, last_seq, events: [event]}, then a stream of {stream: event, seq, time, kind, app, instance, pid, reason, code, signal, message} (the kept ones first)",
+    streaming=True,
+)
+
 COMMANDS: tuple[Command, ...] = (
     PING,
     START,
@@ -163,6 +177,7 @@ COMMANDS: tuple[Command, ...] = (
     KILL,
     HEALTH,
     HISTORY,
+    EVENTS,
     SUBSCRIBE,
 )
 

@@ -34,7 +34,17 @@ from urllib.parse import urlsplit
 
 from corral.appkind import is_secret
 from corral.config.keys import resolve_instances
-from corral.config.loader import load_ecosystem
+from corral.config.loader import extract_apps, load_ecosystem, read_config_file
+from corral.deps import (
+    Graph,
+    condition_timeout,
+    is_one_shot,
+    parse_depends_on,
+    start_levels,
+    with_dependencies,
+)
+from corral.deps import validate as validate_dependencies
+from corral.errors import ConfigError
 
 APP_DIR = "/app"  # where the image holds the ecosystem file's folder
 HEALTH_PORT = 9615  # corral-runtime --health-port in the runtime strategy
@@ -125,21 +135,61 @@ class Loaded:
     apps: list[dict[str, Any]]
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    graph: Graph = field(default_factory=lambda: Graph(order=(), needs={}))
+    added: list[str] = field(default_factory=list)  # not asked for, but needed by an app that was
+
+
+def attach_dependencies(path: Path, apps: list[dict[str, Any]], warnings: list[str]) -> None:
+    """Give each app its parsed ``depends_on``. Once the key is declared in
+    corral.config.keys the loader has done it; until then it is read from the file
+    (and the loader's 'unknown key' warning about it is dropped)."""
+    if all("depends_on" in a for a in apps):
+        return
+    data = read_config_file(path)
+    raw_apps, _, _ = extract_apps(data, str(path))
+    if len(raw_apps) != len(apps):
+        return
+    for raw, app in zip(raw_apps, apps, strict=True):
+        value = raw.get("depends_on", raw.get("dependsOn")) if isinstance(raw, dict) else None
+        try:
+            app["depends_on"] = parse_depends_on(value)
+        except ValueError as e:
+            raise ConfigError(str(e), file=str(path), app=app["name"], key="depends_on")
+    warnings[:] = [w for w in warnings if "unknown key 'depends_on'" not in w and "unknown key 'dependsOn'" not in w]
 
 
 def load(path_text: str, env_name: str | None, only: str | None) -> Loaded:
     path = Path(path_text).expanduser()
     wanted = [n.strip() for n in only.split(",") if n.strip()] if only else None
     # here=False: paths of the machine the file is for are warnings ("not on this machine")
-    result = load_ecosystem(path, env_name=env_name, only=wanted, here=False)
-    loaded = Loaded(path=path.resolve(), apps=[], warnings=list(result.warnings))
+    result = load_ecosystem(path, env_name=env_name, here=False)
+    warnings = list(result.warnings)
+    attach_dependencies(path.resolve(), result.apps, warnings)
+    graph = validate_dependencies(result.apps, file=str(path.resolve()))
+    names = [a["name"] for a in result.apps]
+    if wanted:
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            raise ConfigError(
+                f"--only names {'an app' if len(missing) == 1 else 'apps'} not in the file: {', '.join(missing)} (the file has: {', '.join(names)})",
+                file=str(path.resolve()),
+            )
+    loaded = Loaded(path=path.resolve(), apps=[], warnings=warnings, graph=graph)
+    chosen: list[str] = []
     for app in result.apps:
         # like `corral start`: an autostart = false app is only registered, so it is
         # exported only when --only names it
+        if wanted is not None and app["name"] not in wanted:
+            continue
         if not app["autostart"] and not wanted:
             loaded.skipped.append(app["name"])
             continue
-        loaded.apps.append(app)
+        chosen.append(app["name"])
+    # what the chosen apps need comes along (as `corral start` starts it first)
+    needed = with_dependencies(graph, chosen)
+    loaded.added = [n for n in needed if n not in chosen]
+    loaded.skipped = [n for n in loaded.skipped if n not in needed]
+    loaded.apps = [a for a in result.apps if a["name"] in needed]
     if not loaded.apps:
         raise ExportError(f"{path}: nothing to export (autostart = false: {', '.join(loaded.skipped)}; name apps with --only)")
     return loaded
@@ -354,6 +404,7 @@ def kubernetes_docs(loaded: Loaded, *, strategy: str, image_name: str, env_name:
     """(comment lines, manifest) pairs, and the warnings for stderr."""
     docs: list[tuple[list[str], dict[str, Any]]] = []
     warnings: list[str] = []
+    deployments: dict[str, tuple[list[str], dict[str, Any]]] = {}
     cpus = os.cpu_count() or 1
     for app in loaded.apps:
         image = Image(loaded.path.parent)
@@ -453,6 +504,7 @@ def kubernetes_docs(loaded: Loaded, *, strategy: str, image_name: str, env_name:
         if secrets:
             head += [""] + secret_template(secret_name, secrets)
         docs.append((head, deployment))
+        deployments[app["name"]] = (head, deployment)
         if ports:
             service = {
                 "apiVersion": "v1",
@@ -464,7 +516,118 @@ def kubernetes_docs(loaded: Loaded, *, strategy: str, image_name: str, env_name:
                 },
             }
             docs.append(([f"{app['name']}: Service"], service))
+    consumed = add_dependency_containers(loaded, deployments, image_name)
+    docs = [(head, body) for head, body in docs if body.get("metadata", {}).get("annotations", {}).get(f"{ANNOTATION}app") not in consumed]
+    for app in loaded.apps:
+        if is_one_shot(app) and app["name"] in deployments and app["name"] not in consumed:
+            as_job(*deployments[app["name"]])
     return docs, warnings
+
+
+def as_job(head: list[str], deployment: dict[str, Any]) -> None:
+    """A one-shot app (autorestart = false) that nothing depends on: a Job, run once."""
+    spec = deployment["spec"]
+    template = spec["template"]
+    template["spec"]["restartPolicy"] = "Never"
+    for c in template["spec"]["containers"]:
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            c.pop(probe, None)
+    deployment["apiVersion"] = "batch/v1"
+    deployment["kind"] = "Job"
+    deployment["spec"] = {"backoffLimit": 0, "template": template}
+    head[0] = head[0].replace("Deployment", "Job")
+    head.append("- autorestart = false: a Job that runs once (backoffLimit 0)")
+
+
+# Run by a `wait-<app>` init container: connect to a dependency's Service until it
+# answers (a Service routes only to ready pods), at most the dependency's own timeout.
+WAIT_SNIPPET = (
+    "import socket,sys,time\n"
+    "host,port,limit=sys.argv[1],int(sys.argv[2]),float(sys.argv[3])\n"
+    "end=time.monotonic()+limit\n"
+    "while True:\n"
+    "    try:\n"
+    "        socket.create_connection((host,port),2).close();break\n"
+    "    except OSError as e:\n"
+    "        if time.monotonic()>end: sys.exit(f'{host}:{port} not ready within {limit:g}s: {e}')\n"
+    "        time.sleep(1)\n"
+)
+
+
+def dependency_container(app: dict[str, Any], loaded: Loaded, image_name: str, notes: list[str], *, sidecar: bool) -> dict[str, Any]:
+    """A dependency as a container of its dependent's pod, running the app's own command."""
+    image = Image(loaded.path.parent)
+    workdir = image.workdir(app)
+    extra = {"PYTHONUNBUFFERED": "1"} if looks_like_python(app) else {}
+    ports = tcp_ports(app)
+    env, secrets = env_entries(app, f"{k8s_name(app['name'])}-secrets", extra)
+    c: dict[str, Any] = {"name": k8s_name(app["name"]), "image": image_name, "workingDir": workdir, "command": image.argv(app, workdir)}
+    if env:
+        c["env"] = env
+    if secrets:
+        notes.append(f"{app['name']}: {', '.join(secrets)} come from the Secret {k8s_name(app['name'])}-secrets (create it as for any app)")
+    if sidecar:
+        c["restartPolicy"] = "Always"
+        probes = app_probes(app, ports, image, workdir, "pods", [])
+        c.update(probes)
+        if "readinessProbe" in probes and "startupProbe" not in probes:
+            # the kubelet starts the next container once a sidecar's startupProbe passes
+            c["startupProbe"] = {**probes["readinessProbe"], "successThreshold": 1}
+    notes.extend(image.notes)
+    return c
+
+
+def add_dependency_containers(loaded: Loaded, deployments: dict[str, tuple[list[str], dict[str, Any]]], image_name: str) -> set[str]:
+    """Map ``depends_on`` into the dependents' pods; returns the apps that no longer get
+    their own Deployment. One-shot dependencies become init containers (the pod starts
+    once they exit 0); long-running ones without a port become native sidecars (init
+    containers with ``restartPolicy: Always``: started first, probes carried over, stopped
+    after the app); long-running ones with a port stay their own Deployment and Service,
+    and the pod waits for them with a ``wait-<name>`` init container."""
+    by_name = {a["name"]: a for a in loaded.apps}
+    consumed: set[str] = set()
+    keep: set[str] = set()
+    for app in loaded.apps:
+        needs = loaded.graph.needs.get(app["name"], ())
+        if not needs or app["name"] not in deployments:
+            continue
+        head, deployment = deployments[app["name"]]
+        if deployment["metadata"]["annotations"].get(f"{ANNOTATION}strategy") == "runtime":
+            # corral-runtime --only <app> starts what the app depends on first, in its pod
+            names = [d.name for d in needs if d.name in by_name]
+            head.append(f"- depends_on {', '.join(names)}: corral-runtime runs them in this pod first, in order")
+            consumed.update(names)
+            continue
+        pod = deployment["spec"]["template"]["spec"]
+        inits: list[dict[str, Any]] = []
+        notes: list[str] = []
+        order = {n: i for i, n in enumerate(n for level in start_levels(loaded.graph) for n in level)}
+        for d in sorted(needs, key=lambda d: order.get(d.name, 0)):
+            dep = by_name.get(d.name)
+            if dep is None:
+                continue
+            ports = tcp_ports(dep)
+            if is_one_shot(dep):
+                inits.append(dependency_container(dep, loaded, image_name, notes, sidecar=False))
+                notes.append(f"depends_on {d.name} ({d.condition}): an init container; the app starts once it exits 0")
+                consumed.add(d.name)
+            elif not ports:
+                inits.append(dependency_container(dep, loaded, image_name, notes, sidecar=True))
+                notes.append(f"depends_on {d.name} ({d.condition}): a native sidecar (restartPolicy: Always), started before the app and stopped after it")
+                consumed.add(d.name)
+            else:
+                limit = condition_timeout(dep, d.condition) or 300.0
+                inits.append({
+                    "name": f"wait-{k8s_name(d.name)}"[:63],
+                    "image": image_name,
+                    "command": ["python", "-c", WAIT_SNIPPET, k8s_name(d.name), str(ports[0][2]), f"{max(limit, 60.0):g}"],
+                })
+                notes.append(f"depends_on {d.name} ({d.condition}): its own Deployment and Service; an init container waits until the Service answers")
+                keep.add(d.name)
+        if inits:
+            pod["initContainers"] = inits
+            head.extend(f"- {n}" for n in notes)
+    return consumed - keep
 
 
 def render_docs(header: list[str], docs: list[tuple[list[str], dict[str, Any]]]) -> str:
@@ -507,9 +670,113 @@ def compose_duration(ms: int | float) -> str:
     return f"{minutes}m{rest}s" if minutes and rest else f"{minutes}m" if minutes else f"{s}s"
 
 
+COMPOSE_CONDITIONS = {
+    "started": "service_started",
+    "healthy": "service_healthy",
+    "completed": "service_completed_successfully",
+    "completed_successfully": "service_completed_successfully",
+}
+
+
+def compose_probe(app: dict[str, Any], ports: list[tuple[str, str, int]], image: Image, workdir: str) -> list[str] | None:
+    """A compose healthcheck ``test`` for the app's health table, run inside its container."""
+    health = app.get("health")
+    if not health:
+        return None
+    kind, target = health["kind"], health["target"]
+    port = str(ports[0][2]) if ports else ""
+    if kind == "exec":
+        return ["CMD", *[(image.relative(a, workdir) if os.path.isabs(a) else a).replace("{port}", port) for a in target]]
+    text = str(target).replace("{listen}", "127.0.0.1:{port}").replace("{port}", port)
+    if kind == "tcp":
+        host, _, p = text.rpartition(":")
+        host = "127.0.0.1" if not host or host in ("0.0.0.0", "*", "[::]") else host
+        return ["CMD", "python", "-c", f"import socket; socket.create_connection(({host!r}, {int(p or 0)}), {seconds(health['timeout'])}).close()"]
+    url = text if text.startswith("http") else f"http://127.0.0.1:{port}{text}"
+    return ["CMD", "python", "-c", f"import urllib.request; urllib.request.urlopen({url!r}, timeout={seconds(health['timeout'])})"]
+
+
+def compose_services(loaded: Loaded, image_name: str) -> tuple[dict[str, Any], list[str], list[str]]:
+    """One compose service per app running its own command (compose is the supervisor),
+    ``depends_on`` mapped to compose's conditions. Returns (services, notes, warnings)."""
+    services: dict[str, Any] = {}
+    notes: list[str] = []
+    warnings: list[str] = []
+    by_name = {a["name"]: a for a in loaded.apps}
+    cpus = os.cpu_count() or 1
+    for app in loaded.apps:
+        image = Image(loaded.path.parent)
+        workdir = image.workdir(app)
+        ports = tcp_ports(app)
+        env = {k: str(v) for k, v in app["env"].items() if not is_secret(k)}
+        secrets = [k for k in app["env"] if is_secret(k)]
+        if looks_like_python(app):
+            env.setdefault("PYTHONUNBUFFERED", "1")
+        svc: dict[str, Any] = {"image": image_name, "working_dir": workdir, "command": image.argv(app, workdir)}
+        if ports:
+            env.setdefault("HOST", "0.0.0.0")
+            env.setdefault("PORT", str(ports[0][2]))
+            svc["ports"] = [f"{p}:{p}" for _, _, p in ports]
+        if env:
+            svc["environment"] = env
+        if secrets:
+            warnings.append(f"app '{app['name']}': {', '.join(secrets)} not written; pass them from the environment or an env file")
+        test = compose_probe(app, ports, image, workdir)
+        if test:
+            h = app["health"]
+            svc["healthcheck"] = {
+                "test": test,
+                "interval": compose_duration(h["interval"]),
+                "timeout": compose_duration(h["timeout"]),
+                "retries": int(h["failure_threshold"]),
+                "start_period": compose_duration(h["start_period"] or 0),
+            }
+        needs: dict[str, Any] = {}
+        for d in loaded.graph.needs.get(app["name"], ()):
+            dep = by_name.get(d.name)
+            if dep is None:
+                continue
+            condition = COMPOSE_CONDITIONS.get(d.condition)
+            if d.condition == "ready":
+                condition = "service_healthy" if dep.get("health") else "service_started"
+                if dep["wait_ready"] and not dep.get("health"):
+                    notes.append(f"{app['name']} depends_on {d.name} (ready): compose has no READY=1, so it waits for the start only; give {d.name} a health table for service_healthy")
+            if d.condition == "completed":
+                notes.append(f"{app['name']} depends_on {d.name} (completed): compose only has service_completed_successfully (exit 0)")
+            needs[k8s_name(d.name)] = {"condition": condition}
+        if needs:
+            svc["depends_on"] = needs
+        svc["stop_signal"] = app["kill_signal"]
+        svc["stop_grace_period"] = compose_duration(app["kill_timeout"])
+        svc["restart"] = "no" if is_one_shot(app) else "unless-stopped"
+        instances = resolve_instances(app["instances"], cpus)
+        if instances > 1:
+            if ports:
+                notes.append(f"{app['name']}: {instances} instances need Corral's shared socket; one container here (publish one port per replica, or use the runtime strategy)")
+            else:
+                svc["deploy"] = {"replicas": instances}
+        notes.extend(image.notes)
+        services[k8s_name(app["name"])] = svc
+    return services, notes, warnings
+
+
 def export_compose(ns: argparse.Namespace) -> str:
     loaded = load(ns.ecosystem, ns.env, ns.only)
     image_name = ns.image or default_image(loaded.path)
+    if getattr(ns, "strategy", "runtime") == "services":
+        services, notes, warnings = compose_services(loaded, image_name)
+        for w in loaded.warnings + warnings:
+            warn(w)
+        header = [
+            f"Generated by: corral export compose {shlex.join(ns.raw_args)}",
+            f"One service per app of {loaded.path.name}, each running its own command; compose supervises them.",
+            "depends_on carries the ecosystem's start order (service_started / service_healthy / service_completed_successfully).",
+        ]
+        if loaded.added:
+            header.append(f"Added because other apps depend on them: {', '.join(loaded.added)}")
+        header += [f"- {n}" for n in dict.fromkeys(notes)]
+        header += [f"WARNING: {w}" for w in warnings]
+        return comment(header) + dump_yaml({"services": services})
     warnings: list[str] = []
     command = [f"{APP_DIR}/{loaded.path.name}"]
     if ns.env:
@@ -577,6 +844,39 @@ def export_compose(ns: argparse.Namespace) -> str:
 # ---------------------------------------------------------------- systemd
 
 UNIT_DIR = "/etc/systemd/system"
+
+
+def export_systemd(ns: argparse.Namespace) -> int:
+    from corral.export_systemd import systemd_units
+
+    loaded = load(ns.ecosystem, ns.env, ns.only)
+    files, notes = systemd_units(loaded.apps, loaded.graph, source=loaded.path.name)
+    for w in loaded.warnings:
+        warn(w)
+    header = [
+        f"Generated by: corral export systemd {shlex.join(ns.raw_args)}",
+        f"From {loaded.path.name}{f' (env_{ns.env})' if ns.env else ''}: install into {UNIT_DIR}, then systemctl daemon-reload",
+        "and systemctl enable --now each .socket, .target and .service that has an [Install] section.",
+    ]
+    if loaded.added:
+        header.append(f"Added because other apps depend on them: {', '.join(loaded.added)}")
+    if loaded.skipped:
+        header.append(f"Not exported (autostart = false; name them with --only): {', '.join(loaded.skipped)}")
+    header += [f"- {n}" for n in dict.fromkeys(notes)]
+    if ns.output and ns.output != "-":
+        folder = Path(ns.output)
+        folder.mkdir(parents=True, exist_ok=True)
+        for fname, text in files.items():
+            (folder / fname).write_text(comment(header[:1]) + text)
+        say(f"wrote {len(files)} unit file(s) into {folder}: {', '.join(files)}")
+        for n in dict.fromkeys(notes):
+            say(n)
+        return 0
+    out = [comment(header)]
+    for fname, text in files.items():
+        out.append(f"\n### {fname}\n{text}")
+    sys.stdout.write("".join(out))
+    return 0
 
 
 def corral_program() -> list[str]:
@@ -759,7 +1059,7 @@ def write_output(text: str, output: str | None) -> int:
 def build_parser(command: str) -> argparse.ArgumentParser:
     if command == "export":
         p = argparse.ArgumentParser(prog="corral export", description="Write Kubernetes manifests or a compose file for an ecosystem file.")
-        sub = p.add_subparsers(dest="target", metavar="kubernetes|compose", required=True)
+        sub = p.add_subparsers(dest="target", metavar="kubernetes|compose|systemd", required=True)
         k = sub.add_parser("kubernetes", aliases=["k8s"], help="Deployments and Services")
         k.add_argument("ecosystem", help="ecosystem file")
         k.add_argument("--env", help="use env_<NAME> from the file")
@@ -773,8 +1073,15 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         c.add_argument("--env", help="use env_<NAME> from the file")
         c.add_argument("--only", help="only these apps (comma separated)")
         c.add_argument("--image", help="container image (default: <folder name>:latest)")
+        c.add_argument("--strategy", choices=("runtime", "services"), default="runtime", help="runtime: one service running corral-runtime for every app, in dependency order (default); services: one service per app, depends_on mapped to compose's conditions")
         c.add_argument("-o", "--output", help="write to FILE (default: stdout)")
         c.set_defaults(func=lambda ns: write_output(export_compose(ns), ns.output))
+        d = sub.add_parser("systemd", help="systemd units: one per app, .socket units, order from depends_on")
+        d.add_argument("ecosystem", help="ecosystem file")
+        d.add_argument("--env", help="use env_<NAME> from the file")
+        d.add_argument("--only", help="only these apps (comma separated), and what they depend on")
+        d.add_argument("-o", "--output", help="write the unit files into this folder (default: all to stdout)")
+        d.set_defaults(func=export_systemd)
         return p
     install = command == "startup"
     p = argparse.ArgumentParser(prog=f"corral {command}", description="Install a systemd unit that runs the Corral daemon at boot." if install else "Remove the systemd unit.")

@@ -160,6 +160,9 @@ def describe(p: dict[str, Any]) -> str:
         rows.append(("health", text))
     if p.get("notify_status"):
         rows.append(("app status", str(p["notify_status"])))
+    deps = p.get("depends_on") or []
+    if deps:
+        rows.append(("depends on", ", ".join(f"{d['name']} ({d['condition']})" for d in deps)))
     width = max(len(k) for k, _ in rows)
     out = [f"Describing process with id {p.get('id')} - name {p.get('name')}"]
     out.extend(f"  {k:<{width}} : {v}" for k, v in rows)
@@ -168,6 +171,14 @@ def describe(p: dict[str, Any]) -> str:
         note = " (values of secrets hidden; --env shows them)" if p.get("env_hidden") else ""
         out.append(f"  env{note}:")
         out.extend(f"    {k}={v}" for k, v in env.items())
+    events = p.get("events") or []
+    if events:
+        out.append("  last events:")
+        for e in events:
+            stamp = time.strftime("%H:%M:%S", time.localtime(e.get("time") or 0))
+            who = e["app"] if e.get("instance") is None else f"{e['app']}#{e['instance']}"
+            extra = ", ".join(str(x) for x in (f"code {e['code']}" if e.get("code") is not None else "", e.get("signal") or "", e.get("reason") or "") if x)
+            out.append(f"    {stamp} {who} {e['kind']}" + (f" ({extra})" if extra else ""))
     return "\n".join(out) + "\n"
 
 

@@ -12,9 +12,11 @@ reload all`` work through ``docker exec``) and does PID 1's duties:
 * every zombie is reaped, re-parented orphans included (it is a child
   subreaper, and PID 1 in a container anyway).
 
-Exit codes: 0 after a requested stop (signal or ``corral kill``); 1 when every
-app has stopped or errored on its own (so the orchestrator restarts the
-container), unless ``--no-auto-exit``; 2 for a usage or config error.
+Exit codes: 0 after a requested stop (signal or ``corral kill``), or when every app
+is a one-shot that exited 0; the exit code of a failed one-shot app (a migration
+the others depend on: they are not started, see docs/dependencies.md); 1 when every
+app has stopped or errored on its own (so the orchestrator restarts the container),
+unless ``--no-auto-exit``; 2 for a usage or config error.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ def load(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
 
 async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, home: Home) -> int:
     from corral import osproc
-    from corral.daemon.lifecycle import install_signals
+    from corral.daemon.lifecycle import install_signals, start_http
     from corral.daemon.server import Daemon
     from corral.statemachine import Status
 
@@ -173,13 +175,15 @@ async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, h
 
     await daemon.serve()
     daemon.start_watchers()
-    await daemon.start_http(str(ns.health_port) if ns.health_port else None)
+    await start_http(daemon, str(ns.health_port) if ns.health_port else None)
     home.pid_file.write_text(f"{os.getpid()}\n")
     try:
         await daemon.start_apps(apps, dict(os.environ), source)
     except Exception as e:
         sys.stderr.write(f"corral-runtime: error: {getattr(e, 'message', e)}\n")
         await daemon.stop_all()
+        if getattr(e, "code", None) == "dependency_failed":  # a required app failed: its own code
+            return one_shot_failure(sup) or EXIT_APPS_ENDED
         return EXIT_USAGE
 
     def all_ended() -> bool:
@@ -194,8 +198,8 @@ async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, h
             break
         if ended and all_ended() and not requested.is_set():
             if not ns.no_auto_exit:
-                output.event({"time": time.time(), "kind": "exit", "message": "every app has ended on its own: exiting 1"})
-                code = EXIT_APPS_ENDED
+                code = one_shot_failure(sup) or (EXIT_REQUESTED if only_one_shots_done(sup) else EXIT_APPS_ENDED)
+                output.event({"time": time.time(), "kind": "exit", "message": f"every app has ended on its own: exiting {code}"})
                 break
             # keep serving the control socket until told to stop
             with contextlib.suppress(TimeoutError):
@@ -205,6 +209,30 @@ async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, h
     # last reap of anything left (we may be PID 1)
     sup.reap_children()
     return code
+
+
+def one_shot_failure(sup: Any) -> int | None:
+    """The exit code of the first one-shot app (autorestart = false) that failed, if any."""
+    from corral.statemachine import Status
+
+    for app in sup.apps.values():
+        if app.config.get("autorestart", True):
+            continue
+        for inst in app.instances:
+            st = inst.state
+            if st.status is Status.STOPPED and (st.exit_signal or (st.exit_code or 0) != 0):
+                return st.exit_code if st.exit_code else 1
+    return None
+
+
+def only_one_shots_done(sup: Any) -> bool:
+    """Every app is a one-shot that exited 0: the container's work is done."""
+    from corral.statemachine import Status
+
+    apps = list(sup.apps.values())
+    return bool(apps) and all(
+        not a.config.get("autorestart", True) and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in a.instances) for a in apps
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,6 +193,7 @@ def test_listen_rewrite_makes_the_image_listen_on_every_interface(dockerfile: li
     assert len(rewrites) == 1
     shutil.copy(WEBAPP / "ecosystem.toml", tmp_path / "ecosystem.toml")
     (tmp_path / "serve.py").write_text("")
+    (tmp_path / "migrate.py").write_text("")
     proc = subprocess.run(["sh", "-c", rewrites[0].args], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     original = {a["name"]: a for a in load_ecosystem(WEBAPP / "ecosystem.toml", env_name="production").apps}

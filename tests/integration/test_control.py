@@ -139,6 +139,8 @@ def test_start_without_wait_answers_before_the_app_settles(corral: Corral) -> No
         b'{"v": 1, "cmd": "scale", "args": {"name": "nope", "count": "1e999"}}\n',
         b'{"v": 1, "cmd": "subscribe", "args": {"grep": "("}}\n',
         b'{"v": 1, "cmd": "list", "args": {"target": 1}}\n',
+        b'{"v": 1, "cmd": "start", "args": {"apps": [{"name": "x", "script": "/bin/true", "cwd": "/", "env_names": 5}]}}\n',
+        b'{"v": 1, "cmd": "env", "args": {"id": 99999999999999999999}}\n',
     ],
 )
 def test_garbage_gets_an_error_reply(corral: Corral, garbage: bytes) -> None:
@@ -279,3 +281,19 @@ def test_corral_toml_daemon_table_errors_are_reported(corral: Corral) -> None:
     reply = call(corral, "start", {"apps": [app(corral, "a")]})
     assert reply["ok"]  # a bad setting falls back to the default ceiling, logged
     assert "daemon.max_instances" in (corral.home / "corral.log").read_text()
+
+
+def test_cli_start_and_stop_are_one_round_trip_each(corral: Corral) -> None:
+    """Counted by the daemon: the real CLI, in its own process, opens one connection per command."""
+    write(corral.cwd / "one.py", SLEEPER)
+    corral.run("ping")
+
+    def connections() -> int:
+        count: int = call(corral, "ping")["result"]["connections"]
+        return count
+
+    for argv in (("start", "one.py"), ("stop", "one"), ("restart", "one"), ("delete", "one")):
+        before = connections()
+        out = corral.run(*argv)
+        assert "one" in out.stdout  # the table printed from the reply
+        assert connections() - before == 2, argv  # the command, and the ping that counts

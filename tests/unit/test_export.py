@@ -166,7 +166,8 @@ def test_k8s_names(name: str, k8s: str) -> None:
 def webapp_health() -> dict[str, Any] | None:
     from corral.config.loader import load_ecosystem
 
-    health: dict[str, Any] | None = load_ecosystem(WEBAPP, env_name="production", only=["webapp"]).apps[0]["health"]
+    apps = load_ecosystem(WEBAPP, env_name="production", only=["webapp"]).apps
+    health: dict[str, Any] | None = next(a for a in apps if a["name"] == "webapp")["health"]
     return health
 
 
@@ -177,6 +178,9 @@ def test_webapp_pods_strategy(capsys: pytest.CaptureFixture[str]) -> None:
     validate(docs)
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [("Deployment", "webapp"), ("Service", "webapp")]
     dep = by_kind(docs, "Deployment", "webapp")
+    # the one-shot migration runs first, as the pod's init container (depends_on)
+    (migrate,) = dep["spec"]["template"]["spec"]["initContainers"]
+    assert migrate["name"] == "migrate" and migrate["command"] == ["python", "migrate.py"]
     labels = {"app.kubernetes.io/name": "webapp", "app.kubernetes.io/managed-by": "corral"}
     assert dep["metadata"]["labels"] == labels
     assert dep["spec"]["template"]["metadata"]["labels"] == labels

@@ -27,6 +27,8 @@ def action(cmd: str) -> Any:
         if cmd == "restart" and getattr(ns, "update_env", False):
             args["update_env"] = True
             args["client_env"] = dict(os.environ)
+        if cmd == "restart" and getattr(ns, "with_dependents", False):
+            args["with_dependents"] = True
         with common.client().session() as s:
             args["target"] = common.resolve_script_targets(s, wanted)
             result, everyone = common.call_and_list(s, cmd, args)
@@ -61,6 +63,8 @@ def cmd_reload(ns: argparse.Namespace) -> int:
         wanted = None
     else:
         wanted = _wanted(ns)
+        if ns.with_dependents:
+            args["with_dependents"] = True
     with common.client().session() as s:
         if wanted is not None:
             args["target"] = common.resolve_script_targets(s, wanted)

@@ -62,12 +62,14 @@ def build_parser(full_start: bool = True) -> argparse.ArgumentParser:
         a.add_argument("targets", nargs="*", metavar="name|id|namespace|all")
         if name == "restart":
             a.add_argument("-a", "--update-env", action="store_true", help="give the processes this shell's environment")
+            a.add_argument("--with-dependents", action="store_true", help="then restart the apps that depend on them (depends_on), in order")
         a.set_defaults(func=actions.action(name))
 
     rl = sub.add_parser("reload", help="zero-downtime reload (or apply a changed ecosystem file)")
     rl.add_argument("targets", nargs="*", metavar="name|id|namespace|all|FILE", default=["all"])
     rl.add_argument("--env", help="with a file: use env_<NAME>")
     rl.add_argument("--only", help="with a file: only these apps")
+    rl.add_argument("--with-dependents", action="store_true", help="then reload the apps that depend on them (depends_on), in order")
     rl.set_defaults(func=actions.cmd_reload)
 
     sc = sub.add_parser("scale", help="change the number of instances of an app")
@@ -114,6 +116,13 @@ def build_parser(full_start: bool = True) -> argparse.ArgumentParser:
     lg.add_argument("--until", help="only lines up to then (implies --nostream)")
     lg.add_argument("--grep", help="only lines matching this regular expression")
     lg.set_defaults(func=views.cmd_logs)
+
+    ev = sub.add_parser("events", help="show and follow process events")
+    ev.add_argument("names", nargs="*", metavar="name")
+    ev.add_argument("--json", action="store_true", help="one JSON object per line")
+    ev.add_argument("--lines", type=bounded(int, 0, 1000), default=20, help="kept events shown first (0 to 1000; default 20)")
+    ev.add_argument("--nostream", action="store_true", help="print the kept events and exit")
+    ev.set_defaults(func=views.cmd_events)
 
     fl = sub.add_parser("flush", help="empty log files")
     fl.add_argument("targets", nargs="*", metavar="name|id|all")

@@ -210,3 +210,24 @@ def cmd_logs(ns: argparse.Namespace) -> int:
     except BrokenPipeError:
         return 0
     return 0
+
+
+def cmd_events(ns: argparse.Namespace) -> int:
+    """``corral events [--json] [name...]``: the kept events, then live ones (see docs/events.md)."""
+    from corral.events import ProcessEvent, render_lines
+
+    args: dict[str, Any] = {"names": list(ns.names), "last": ns.lines, "follow": not ns.nostream}
+    fields = set(ProcessEvent.__dataclass_fields__)
+    try:
+        for msg in common.client().stream("events", args):
+            if msg.get("stream") == "end":
+                break
+            if msg.get("stream") != "event":
+                continue
+            event = ProcessEvent(**{k: v for k, v in msg.items() if k in fields})
+            for text in render_lines([event], as_json=ns.json):
+                sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+    except (KeyboardInterrupt, BrokenPipeError):
+        return 0
+    return 0

@@ -529,6 +529,18 @@ def p_any_table(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
+def p_depends_on(value: Any) -> list[dict[str, str]]:
+    from corral.deps import parse_depends_on
+
+    return parse_depends_on(value)
+
+
+def p_hooks(value: Any) -> list[dict[str, Any]]:
+    from corral.hooks import parse_hooks
+
+    return parse_hooks(value)
+
+
 # ---------------------------------------------------------------- the keys
 
 
@@ -588,6 +600,8 @@ KEYS: tuple[Key, ...] = (
     Key("log_compress", p_opt_bool, None, "gzip rotated files (done off the event loop); default false.", "bool", ("compress",)),
     Key("log_date_suffix", p_opt_str, None, "Date in rotated file names, in moment tokens; default `YYYY-MM-DD_HH-mm-ss` (`app-out__2026-11-28_10-30-00.log`).", "string", ("dateFormat",)),
     Key("watchdog_sec", p_opt_duration, None, "With this set, an instance that sends no sd_notify `WATCHDOG=1` within it is restarted (systemd's WatchdogSec).", "duration", bounds=DURATION),
+    Key("depends_on", p_depends_on, [], "Apps this one waits for before it starts: a list of names, or a table `{name = condition}` with `started`, `ready`, `healthy`, `completed`, `completed_successfully` (see docs/dependencies.md). Corral's own key: PM2 has none.", "list or table"),
+    Key("hooks", p_hooks, [], "Commands or webhooks run on this app's events, with a timeout, retries and a rate limit (see docs/events.md).", "list of tables"),
 )
 
 

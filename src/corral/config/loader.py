@@ -872,6 +872,11 @@ def load_apps(
         details.append(detail)
     if not details:
         raise ConfigError("no apps defined", file=label)
+    # depends_on across the file's apps: unknown names, cycles, impossible conditions
+    from corral.deps import validate as validate_dependencies
+    from corral.deps import with_dependencies
+
+    graph = validate_dependencies([d.app for d in details], file=label)
     if only is not None:
         wanted = [n.strip() for n in only if n.strip()]
         missing = [n for n in wanted if n not in first_index]
@@ -882,6 +887,7 @@ def load_apps(
                 file=label,
             )
         if wanted:
+            wanted = with_dependencies(graph, wanted)  # what they depend on comes along
             details = [d for d in details if d.app["name"] in wanted]
     for detail in details:
         result.apps.append(detail.app)

@@ -207,6 +207,7 @@ class _Events(LogEvents):
         self.logs.report(f.path, "log-recovered", f"writing to {f.path} again; {dropped} lines could not be written")
 
     def rotated(self, f: LogFile, rotated_path: str) -> None:
+        self.logs.report(f.path, "log-rotated", f"{f.path} rotated to {rotated_path}")
         if f.policy is not None:
             self.logs.rotated_file(f.path, rotated_path, f.policy)
 

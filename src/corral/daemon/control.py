@@ -12,7 +12,8 @@ Limits, so that no client can stall, crash or grow the daemon:
 * partial request lines of every client together stay under ``protocol.READ_BUDGET``
   bytes (``busy``), so many clients sending huge lines slowly cannot add up;
 * a connection that sends no complete request within
-  ``protocol.REQUEST_TIMEOUT`` seconds is closed.
+  ``protocol.REQUEST_TIMEOUT`` seconds is closed (and one that does not read
+  its reply for as long: see :class:`corral.daemon.dispatch.Dispatcher`).
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ class Dispatcher:
         handlers: Mapping[Command, Handler],
         streams: Mapping[Command, StreamHandler],
         log: Callable[[str], None],
+        *,
+        reply_timeout: float = protocol.REQUEST_TIMEOUT,
     ) -> None:
         missing = [c.name for c in commands.COMMANDS if c not in (streams if c.streaming else handlers)]
         if missing:
@@ -56,6 +58,7 @@ class Dispatcher:
         self.handlers = dict(handlers)
         self.streams = dict(streams)
         self.log = log
+        self.reply_timeout = reply_timeout
 
     async def handle_line(self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; False when the connection is done (after a stream)."""
@@ -83,5 +86,10 @@ class Dispatcher:
                 known = protocol.error(req_id, "internal", f"internal error: {e}")
             reply = known
         writer.write(protocol.encode(reply))
-        await writer.drain()
+        try:
+            async with asyncio.timeout(self.reply_timeout):
+                await writer.drain()
+        except TimeoutError:  # a client that does not read its replies loses its connection
+            writer.transport.abort()
+            return False
         return True

@@ -19,7 +19,7 @@ from corral.daemon.dispatch import RequestError
 from corral.statemachine import Status
 
 if TYPE_CHECKING:
-    from corral.daemon.supervisor import App
+    from corral.daemon.instance import App
 
 RUNNING = (Status.ONLINE, Status.LAUNCHING, Status.WAITING_RESTART)
 

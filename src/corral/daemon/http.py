@@ -36,7 +36,7 @@ class Daemon(Protocol):
 
     def log(self, message: str) -> None: ...
 
-    async def cmd_health(self, args: dict[str, Any]) -> Any: ...
+    def health_report(self, names: list[str]) -> dict[str, Any]: ...
 
 MAX_CONNECTIONS = 64
 HEAD_TIMEOUT = 5.0
@@ -142,7 +142,7 @@ def metrics(daemon: Daemon) -> str:
     out.append(f"corral_daemon_memory_bytes {me.rss if me else 0}")
     family("corral_daemon_uptime_seconds", "gauge", "Seconds since the daemon started.")
     out.append(f"corral_daemon_uptime_seconds {now - daemon.started:.3f}")
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + daemon.events.counters.prometheus()
 
 
 def host_name(value: str) -> str:
@@ -289,7 +289,7 @@ class HttpEndpoint:
             body = {"status": "ok" if ok else "error", "daemon": {"pid": os.getpid(), "uptime": time.time() - d.started}, "apps": apps}
             return (200 if ok else 503), "application/json", json.dumps(body).encode()
         if path == "/readyz":
-            result = await d.cmd_health({"names": []})
+            result = d.health_report([])
             ready = bool(result["healthy"] and result["apps"])
             body = {"status": "ready" if ready else "not ready", **result}
             return (200 if ready else 503), "application/json", json.dumps(body).encode()

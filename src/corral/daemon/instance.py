@@ -130,6 +130,7 @@ class App:
     listeners: list[listen.Listener] = field(default_factory=list)
     source: str | None = None
     reloading: bool = False
+    plan_status: tuple[str, str] | None = None  # ("waiting" | "blocked", why): start order (depends_on)
     health: Any = None  # healthspec.HealthState when probed through the shared socket
     health_pid: int | None = None
     health_spec: Any = None

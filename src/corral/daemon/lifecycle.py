@@ -1,8 +1,9 @@
-"""The daemon's life: signals, systemd notification, the pid file, and the
-run loop of the background daemon (``python -m corral.daemon``).
+"""The daemon's life: signals, the HTTP endpoint, the pid file, and the run
+loop of the background daemon (``python -m corral.daemon``).
 
-:func:`install_signals` is shared with ``corral-runtime``: both run the same
-:class:`corral.daemon.server.Daemon` and differ only in what their signals do.
+:func:`install_signals` and :func:`start_http` are shared with
+``corral-runtime``: both run the same :class:`corral.daemon.server.Daemon` and
+differ only in what their signals do and where their output goes.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral import osproc
+from corral.daemon.systemd import SystemdNotifier  # noqa: F401  (its former home)
 from corral.paths import Home
+
+if TYPE_CHECKING:
+    from corral.daemon.server import Daemon
 
 SignalAction = Callable[[], Any]
 
@@ -38,29 +43,26 @@ def install_signals(loop: asyncio.AbstractEventLoop, actions: Mapping[int, Signa
         loop.add_signal_handler(sig, make(action))
 
 
-class SystemdNotifier:
-    """READY=1 to systemd (NOTIFY_SOCKET in the daemon's environment), once."""
+async def start_http(daemon: Daemon, listen_override: str | None = None) -> None:
+    """The optional HTTP endpoint (``[http] listen`` in corral.toml, CORRAL_HTTP, or
+    ``corral-runtime --health-port``); a failure to bind is logged, never fatal."""
+    from corral.daemon import http
 
-    def __init__(self) -> None:
-        self.sent = False
-
-    @staticmethod
-    def wanted() -> bool:
-        return bool(os.environ.get("NOTIFY_SOCKET"))
-
-    def ready(self, status: str) -> None:
-        if self.sent or not self.wanted():
+    try:
+        conf = http.settings(str(daemon.home.root))
+        listen_at = listen_override or conf.get("listen")
+        if not listen_at:
             return
-        import corral
-
-        corral.notify(ready=True, status=status, mainpid=str(os.getpid()))
-        self.sent = True
+        host, port = http.parse_listen(listen_at)
+        daemon.http = http.HttpEndpoint(daemon, host, port, with_metrics=conf.get("metrics", True))
+        await daemon.http.start()
+    except (OSError, ValueError) as e:
+        daemon.log(f"[daemon] HTTP endpoint not started: {e}")
 
 
 async def run(home: Home) -> int:
     """The background daemon: serve until ``kill`` or SIGTERM/SIGINT (every app stopped first)."""
     from corral.daemon.server import Daemon
-
     daemon = Daemon(home)
     osproc.set_child_subreaper()
 
@@ -85,7 +87,7 @@ async def run(home: Home) -> int:
     leftovers.stop(leftovers.find(str(home.root)), log=daemon.log)
     await daemon.serve()
     daemon.start_watchers()
-    await daemon.start_http()
+    await start_http(daemon)
     await daemon.stopping.wait()
     daemon.close()
     daemon.log("[daemon] exited")

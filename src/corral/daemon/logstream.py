@@ -18,7 +18,8 @@ from corral import protocol
 from corral.daemon.dispatch import RequestError
 
 if TYPE_CHECKING:
-    from corral.daemon.supervisor import Instance, Supervisor
+    from corral.daemon.instance import Instance
+    from corral.daemon.supervisor import Supervisor
 
 BATCH_BYTES = 64 * 1024  # bytes handed to the socket per write
 DROP_GRACE = 120.0  # seconds a dropped follower has to read its notice before it is cut off
@@ -105,12 +106,12 @@ class LogStream:
             if ev.get("id") is None or whole or ev.get("id") in ids or ev.get("name") in names:
                 queue.push(protocol.encode({"v": 1, **ev}))
 
-        # Tail first, then register, in the same loop turn: no line lost or doubled.
+        # Read the tail, then register, in the same loop turn: no line lost or doubled. Lines
+        # that arrive while the tail is being sent wait in the follower's queue.
         writer.write(protocol.encode(protocol.ok(req_id, {"subscribed": sorted(ids), "names": sorted(names)})))
-        if args["lines"] > 0 and args["logs"]:
-            for msg in tail(instances, streams, args["lines"], args.get("since"), args.get("until"), grep):
-                writer.write(protocol.encode(msg))
+        history = tail(instances, streams, args["lines"], args.get("since"), args.get("until"), grep) if args["lines"] > 0 and args["logs"] else []
         if not args["follow"] or args.get("until") is not None:
+            await self._send(history, writer)
             writer.write(END)
             await writer.drain()
             return
@@ -124,6 +125,7 @@ class LogStream:
         queue.on_drop = lambda: cut.append(loop.call_later(DROP_GRACE, writer.transport.abort))
         closed = loop.create_task(reader.read())
         try:
+            await self._send(history, writer)
             await writer.drain()
             await self._pump(queue, writer, closed)
         finally:
@@ -135,6 +137,18 @@ class LogStream:
             if on_event in self.sup.event_listeners:
                 self.sup.event_listeners.remove(on_event)
             queue.items.clear()
+
+    @staticmethod
+    async def _send(messages: list[dict[str, Any]], writer: asyncio.StreamWriter) -> None:
+        """Write messages, waiting for the socket whenever a batch is buffered."""
+        buffered = 0
+        for msg in messages:
+            data = protocol.encode(msg)
+            writer.write(data)
+            buffered += len(data)
+            if buffered >= BATCH_BYTES:
+                await writer.drain()
+                buffered = 0
 
     async def _pump(self, queue: FollowerQueue, writer: asyncio.StreamWriter, closed: asyncio.Task[bytes]) -> None:
         while not closed.done() and not self.stopping.is_set():

@@ -25,7 +25,8 @@ from corral.daemon.dispatch import RequestError
 from corral.errors import ConfigError
 
 if TYPE_CHECKING:
-    from corral.daemon.supervisor import App, Supervisor
+    from corral.daemon.instance import App
+    from corral.daemon.supervisor import Supervisor
 
 Changed = list[tuple["App", dict[str, Any]]]
 
@@ -52,7 +53,10 @@ class Registry:
                 app, _warnings, _ignored = normalize_app(clean, label="request", resolve=False)
             except ConfigError as e:
                 raise RequestError("bad_config", e.render())
-            app["env_names"] = raw.get("env_names", [])
+            env_names = raw.get("env_names", [])
+            if not isinstance(env_names, list) or not all(isinstance(e, str) for e in env_names):
+                raise RequestError("bad_config", f"request: app '{name}': key 'env_names' must be a list of strings")
+            app["env_names"] = env_names
             if not os.path.isabs(app["cwd"]):
                 raise RequestError("bad_config", f"request: app '{name}': key 'cwd' must be absolute")
             try:

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from corral.daemon.dispatch import RequestError
-from corral.daemon.supervisor import READY_SETTLE
-from corral.statemachine import Restart, Status
+from corral.statemachine import READY_SETTLE, Restart, Status
 
 if TYPE_CHECKING:
-    from corral.daemon.supervisor import App, Instance, Supervisor
+    from corral.daemon.instance import App, Instance
+    from corral.daemon.supervisor import Supervisor
 
 RUNNING = (Status.ONLINE, Status.LAUNCHING)
 SETTLING = (Status.STOPPING, Status.LAUNCHING)

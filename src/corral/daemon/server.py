@@ -11,7 +11,8 @@ parts that each do one job:
 * :mod:`.registry` validates and registers app definitions from requests;
 * :mod:`.logstream` streams logs and events to followers;
 * :mod:`.dump` reads and writes the dump file;
-* :mod:`.lifecycle` runs the background daemon (signals, systemd, pid file).
+* :mod:`.lifecycle` runs the background daemon (signals, HTTP endpoint, pid file);
+* :mod:`.systemd` says READY=1 under systemd.
 
 ``corral-runtime`` runs the same :class:`Daemon` in the foreground through the
 public methods below.
@@ -30,11 +31,14 @@ from typing import Any
 from corral import __version__
 from corral.daemon.control import ControlServer
 from corral.daemon.dispatch import Dispatcher
-from corral.daemon.lifecycle import SystemdNotifier
+from corral.daemon.eventhub import EventHub
+from corral.daemon.instance import App
 from corral.daemon.logstream import LogStream
+from corral.daemon.ordering import StartOrder, stop_waves
 from corral.daemon.registry import Registry
 from corral.daemon.rollout import Rollout
-from corral.daemon.supervisor import App, Supervisor
+from corral.daemon.supervisor import Supervisor
+from corral.daemon.systemd import SystemdNotifier
 from corral.daemon.views import Views, health_report
 from corral.errors import ConfigError
 from corral.paths import Home
@@ -54,8 +58,9 @@ class Daemon:
     def __init__(self, home: Home, *, log: Callable[[str], None] = _stdout_log) -> None:
         from corral.daemon import settings
         from corral.daemon.handlers import handler_tables
+        from corral.daemon.health import HealthManager
+        from corral.daemon.resources import UsageMonitor
         from corral.daemon.triggers import Triggers
-        from corral.daemon.watch import HealthManager, ResourceMonitor
 
         self.home = home
         self.log = log
@@ -64,13 +69,15 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.sup = Supervisor(home, self.loop, log)
         self.rollout = Rollout(self.sup)
-        self.monitor = ResourceMonitor(self.sup, self.rollout.replace_instance)
+        self.monitor = UsageMonitor(self.sup, self.rollout.replace_instance)
         self.health = HealthManager(self.sup, self.rollout.replace_instance, self.rollout.reload_for, self.sup.watch_pid)
         self.triggers = Triggers(self.sup, self.rollout.restart_for)
         self.views = Views(self.sup, self.monitor)
         self.registry = Registry(self.sup, lambda: settings.max_instances(str(home.root)))
         self.logstream = LogStream(self.sup, self.stopping)
         self.systemd = SystemdNotifier()
+        self.events = EventHub(self.sup, log, str(home.root))
+        self.order = StartOrder(self)
         handlers, streams = handler_tables(self)
         self.dispatcher = Dispatcher(handlers, streams, log)
         self.control = ControlServer(str(home.socket), self.dispatcher.handle_line, log)
@@ -83,20 +90,6 @@ class Daemon:
     async def serve(self) -> None:
         await self.control.start()
         self.log(f"[daemon] corral {__version__} listening on {self.control.path} (pid {os.getpid()})")
-
-    async def start_http(self, listen_override: str | None = None) -> None:
-        from corral.daemon import http
-
-        try:
-            conf = http.settings(str(self.home.root))
-            listen_at = listen_override or conf.get("listen")
-            if not listen_at:
-                return
-            host, port = http.parse_listen(listen_at)
-            self.http = http.HttpEndpoint(self, host, port, with_metrics=conf.get("metrics", True))
-            await self.http.start()
-        except (OSError, ValueError) as e:
-            self.log(f"[daemon] HTTP endpoint not started: {e}")
 
     def start_watchers(self) -> None:
         from corral.daemon import settings
@@ -135,11 +128,16 @@ class Daemon:
         result: dict[str, Any] = await self.dispatcher.handlers[commands.START]({"apps": apps, "client_env": env, "source": source, "wait": True})
         return result
 
+    def start_in_order(self, graph: Any, configs: list[dict[str, Any]], launches: dict[str, Callable[[], None]]) -> Any:
+        """Launch ``launches`` (app name -> action) in the order of ``graph``: a StartPlanRunner."""
+        return self.order.start(graph, configs, launches)
+
     async def stop_all(self) -> int:
         instances = self.sup.instances()
-        for inst in instances:
-            self.sup.stop(inst)
-        await self.rollout.await_settled(instances)
+        for wave in stop_waves(self.sup, instances):  # dependents first
+            for inst in wave:
+                self.sup.stop(inst)
+            await self.rollout.await_settled(wave)
         return len(instances)
 
     async def reload_all(self, on_error: Callable[[App, Exception], None]) -> None:
@@ -160,7 +158,8 @@ class Daemon:
         if self.systemd.sent or not self.systemd.wanted():
             return
         apps = [a for a in self.sup.apps.values() if a.config["autostart"]]
-        if all(i.state.status is Status.ONLINE for a in apps for i in a.instances):
+        done = [a for a in apps if not a.config.get("autorestart", True) and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in a.instances)]
+        if all(i.state.status is Status.ONLINE for a in apps if a not in done for i in a.instances):
             self.systemd.ready(f"{sum(len(a.instances) for a in apps)} processes online")
 
     def _on_event_for_systemd(self, ev: dict[str, Any]) -> None:
@@ -176,6 +175,3 @@ class Daemon:
         apps = [self.sup.apps[n] for n in names] if names else [a for a in self.sup.apps.values() if a.config["autostart"]]
         return health_report(apps)
 
-    async def cmd_health(self, args: dict[str, Any]) -> Any:
-        """For the HTTP endpoint's /readyz (kept until it calls health_report)."""
-        return self.health_report(list(args.get("names") or []))

@@ -31,6 +31,7 @@ from corral.daemon.instance import App, Instance, policy_from_config
 from corral.daemon.processes import InstanceProcesses
 from corral.daemon.reaper import Reaper
 from corral.daemon.spawner import OsSpawner, Spawner
+from corral.events import Change, transition_events
 from corral.logsink import LogFile, LogFiles
 from corral.paths import Home
 from corral.statemachine import (
@@ -83,6 +84,8 @@ class Supervisor:
         self.changed = asyncio.Condition()
         self.log_listeners: list[Callable[[Instance, str, list[bytes], float], None]] = []
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
+        # (instance, corral.events.Change) for every state change a step means
+        self.change_listeners: list[Callable[[Instance, Change], None]] = []
         self.cpu_count = os.cpu_count() or 1
         self.logs = AppLogs(loop, lambda line: self.log(line), self._report_log_file)
         self.reaper = Reaper(loop, self.spawner, lambda line: self.log(line))
@@ -163,8 +166,13 @@ class Supervisor:
     # ------------------------------------------------------------ state machine driver
 
     def dispatch(self, inst: Instance, event: Event) -> None:
-        new, effects = step(inst.state, event, self.clock())
+        before = inst.state
+        new, effects = step(before, event, self.clock())
         inst.state = new
+        if self.change_listeners:  # before the effects: a spawn dispatches its own step inside them
+            for change in transition_events(before, new, event):
+                for listener in list(self.change_listeners):
+                    listener(inst, change)
         for effect in effects:
             self.perform(inst, effect)
         self._notify()

@@ -18,8 +18,9 @@ from corral.appkind import mask_env
 from corral.statemachine import Status
 
 if TYPE_CHECKING:
-    from corral.daemon.supervisor import App, Instance, Supervisor
-    from corral.daemon.watch import ResourceMonitor
+    from corral.daemon.instance import App, Instance
+    from corral.daemon.resources import UsageMonitor
+    from corral.daemon.supervisor import Supervisor
 
 LIVE = (Status.ONLINE, Status.LAUNCHING, Status.STOPPING)
 STARTING_HEALTH = {"status": "starting", "failures": 0, "successes": 0, "checks": 0, "last_error": None, "last_latency_ms": None, "last_change": None}
@@ -35,7 +36,7 @@ def _daemon_user() -> str:
 
 
 class Views:
-    def __init__(self, sup: Supervisor, monitor: ResourceMonitor) -> None:
+    def __init__(self, sup: Supervisor, monitor: UsageMonitor) -> None:
         self.sup = sup
         self.monitor = monitor
         self.user = _daemon_user()
@@ -80,6 +81,10 @@ class Views:
         uptime = None
         if inst.child is not None and inst.started_wall is not None and st.status in LIVE:
             uptime = time.time() - inst.started_wall
+        status, reason = str(st.status), st.reason
+        plan = inst.app.plan_status
+        if plan is not None and st.status is Status.STOPPED and inst.child is None:
+            status, reason = plan  # not started yet: waiting for a dependency, or blocked by one
         return {
             "id": inst.id,
             "name": inst.name,
@@ -87,7 +92,7 @@ class Views:
             "instance": inst.index,
             "mode": cfg["exec_mode"],
             "pid": inst.child.pid if inst.child else None,
-            "status": str(st.status),
+            "status": status,
             "restarts": st.restarts,
             "unstable_restarts": st.unstable_restarts,
             "uptime": uptime,
@@ -98,7 +103,7 @@ class Views:
             "user": str(self.user if cfg.get("uid") is None else cfg["uid"]),
             "exit_code": st.exit_code,
             "exit_signal": st.exit_signal,
-            "reason": st.reason,
+            "reason": reason,
             "ready": inst.is_ready(self.sup.loop.time()),
             "notify_status": inst.status_text,
             "health": self.health_of(inst),
@@ -123,6 +128,7 @@ class Views:
             v[key] = cfg[key]
         v["logs"] = log_paths
         v["pid_file"] = cfg.get("pid_file")
+        v["depends_on"] = cfg.get("depends_on") or []
         for key in (
             "autorestart",
             "max_restarts",
@@ -159,7 +165,7 @@ class Views:
 
     @staticmethod
     def health_of(inst: Instance) -> dict[str, Any] | None:
-        from corral.daemon.watch import health_view
+        from corral.daemon.health import health_view
 
         if not inst.app.config.get("health"):
             return None
@@ -173,6 +179,8 @@ def app_health(app: App) -> tuple[bool, str]:
     online = [i for i in app.instances if i.state.status is Status.ONLINE]
     if not app.instances:
         return False, f"{app.name}: no instances"
+    if not app.config.get("autorestart", True) and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in app.instances):
+        return True, f"{app.name}: completed (a one-shot app that exited 0)"
     if len(online) < want:
         bad = next(i for i in app.instances if i.state.status is not Status.ONLINE)
         return False, f"{app.name}: {len(online)}/{want} online ({bad.name}:{bad.id} is {bad.state.status}{': ' + bad.state.reason if bad.state.reason else ''})"

@@ -18,10 +18,10 @@ from corral.daemon.handlers.processes import ProcessCommands
 from corral.daemon.handlers.upkeep import UpkeepCommands
 
 if TYPE_CHECKING:
-    from corral.daemon.server import Daemon
+    from corral.daemon.context import DaemonContext
 
 
-def handler_tables(daemon: Daemon) -> tuple[dict[Command, Handler], dict[Command, StreamHandler]]:
+def handler_tables(daemon: DaemonContext) -> tuple[dict[Command, Handler], dict[Command, StreamHandler]]:
     """(request handlers, streaming handlers) of the daemon, keyed by command."""
     proc = ProcessCommands(daemon)
     info = InfoCommands(daemon)
@@ -47,5 +47,5 @@ def handler_tables(daemon: Daemon) -> tuple[dict[Command, Handler], dict[Command
         c.RESURRECT: upkeep.resurrect,
         c.KILL: upkeep.kill,
     }
-    streams: dict[Command, StreamHandler] = {c.SUBSCRIBE: daemon.logstream.subscribe}
+    streams: dict[Command, StreamHandler] = {c.SUBSCRIBE: daemon.logstream.subscribe, c.EVENTS: daemon.events.stream}
     return handlers, streams

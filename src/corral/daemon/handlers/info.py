@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 from corral import __version__, protocol
 
 if TYPE_CHECKING:
-    from corral.daemon.server import Daemon
+    from corral.daemon.context import DaemonContext
 
 
 class InfoCommands:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonContext) -> None:
         self.d = daemon
         self.sup = daemon.sup
 
@@ -32,7 +32,12 @@ class InfoCommands:
 
     async def describe(self, args: dict[str, Any]) -> Any:
         show_env = bool(args.get("show_env"))
-        return [self.d.views.describe(i, show_env=show_env) for i in self.sup.select(args["target"])]
+        out = []
+        for inst in self.sup.select(args["target"]):
+            view = self.d.views.describe(inst, show_env=show_env)
+            view["events"] = self.d.events.last(10, inst.name)  # the app's last events, oldest first
+            out.append(view)
+        return out
 
     async def env(self, args: dict[str, Any]) -> Any:
         inst = self.sup.select([str(args["id"])])[0]

@@ -14,18 +14,22 @@ from typing import TYPE_CHECKING, Any
 
 from corral import osproc
 from corral.daemon.dispatch import RequestError
+from corral.daemon.ordering import graph_of, stop_waves
 from corral.daemon.registry import client_env
+from corral.deps import Graph, start_levels, with_dependents
+from corral.deps import validate as validate_dependencies
+from corral.errors import ConfigError
 from corral.statemachine import Status
 
 if TYPE_CHECKING:
-    from corral.daemon.server import Daemon
-    from corral.daemon.supervisor import App, Instance
+    from corral.daemon.context import DaemonContext
+    from corral.daemon.instance import App, Instance
 
 RESTARTABLE = (Status.STOPPED, Status.ERRORED, Status.WAITING_RESTART)
 
 
 class ProcessCommands:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonContext) -> None:
         self.d = daemon
         self.sup = daemon.sup
 
@@ -38,30 +42,57 @@ class ProcessCommands:
     async def start(self, args: dict[str, Any]) -> Any:
         configs = self.d.registry.validate(args["apps"])
         env = client_env(args.get("client_env"))
+        graph = self._graph(configs)
         # register every new app first (binding its sockets), so a socket that cannot be
         # bound starts nothing at all
         added, _ = self.d.registry.bind_all(configs, env, args.get("source"), redefine=False)
         touched: list[Instance] = []
+        launches: dict[str, Callable[[], None]] = {}
         for cfg in configs:
             app = self.sup.apps[cfg["name"]]
             if app in added:
                 if cfg["autostart"]:
-                    for inst in app.instances:
-                        self.sup.start(inst)
+
+                    def start_all(app: App = app) -> None:
+                        for inst in app.instances:
+                            self.sup.start(inst)
+
+                    launches[app.name] = start_all
                 touched.extend(app.instances)
                 continue
             changed = app.config != cfg
             new = self.sup.update_app(app, cfg, env if changed else None)
-            for inst in app.instances:
-                if inst in new or inst.state.status in RESTARTABLE:
-                    self.sup.start(inst)
-                elif changed and inst.state.status is not Status.STOPPING:
-                    self.sup.restart(inst)
+
+            def relaunch(app: App = app, new: list[Instance] = new, changed: bool = changed) -> None:
+                for inst in app.instances:
+                    if inst in new or inst.state.status in RESTARTABLE:
+                        self.sup.start(inst)
+                    elif changed and inst.state.status is not Status.STOPPING:
+                        self.sup.restart(inst)
+
+            launches[app.name] = relaunch
             touched.extend(app.instances)
+        finished = None
+        if any(graph.needs.get(n) for n in launches):
+            runner = self.d.start_in_order(graph, configs, launches)
+            if args.get("wait", True):
+                finished = await runner.wait()
+        else:
+            for action in launches.values():
+                action()
         if args.get("wait", True):
             await self.d.rollout.await_settled(touched)
         self.d.notify_systemd()
+        if finished is not None and not finished.ok:
+            raise RequestError("dependency_failed", "; ".join(f"{a}: {why}" for a, why in finished.failures))
         return self.reply([i for i in touched if i in i.app.instances])
+
+    def _graph(self, configs: list[dict[str, Any]]) -> Graph:
+        """The request's apps' depends_on, checked against them and the registered apps."""
+        try:
+            return validate_dependencies(configs, file="request", known=list(self.sup.apps))
+        except ConfigError as e:
+            raise RequestError("bad_config", e.render())
 
     # ------------------------------------------------------------ simple actions
 
@@ -73,9 +104,36 @@ class ProcessCommands:
         return self.reply(instances)
 
     async def stop(self, args: dict[str, Any]) -> Any:
-        return await self._apply(args, self.sup.stop)
+        instances = self.sup.select(args["target"])
+        for wave in stop_waves(self.sup, instances):  # dependents first, then what they need
+            for inst in wave:
+                self.sup.stop(inst)
+            await self.d.rollout.await_settled(wave)
+        return self.reply(instances)
+
+    def _with_dependents(self, instances: list[Instance]) -> list[list[Instance]]:
+        """The targets, then the apps that depend on them, wave by wave in start order."""
+        graph = graph_of(self.sup.apps.values())
+        names = with_dependents(graph, {i.app.name for i in instances})
+        chosen = {i.id for i in instances}
+        waves = []
+        for level in start_levels(graph, names):
+            wave = [i for i in self.sup.instances() if i.app.name in level and (i.id in chosen or i.app.name not in {x.app.name for x in instances})]
+            if wave:
+                waves.append(wave)
+        return waves
 
     async def restart(self, args: dict[str, Any]) -> Any:
+        if args.get("with_dependents"):
+            done: list[Instance] = []
+            for wave in self._with_dependents(self.sup.select(args["target"])):
+                planned = {inst.id: inst.state.restarts + 1 for inst in wave}
+                for inst in wave:
+                    self.sup.restart(inst)
+                for inst in wave:  # the next wave once this one is ready again
+                    await self.d.rollout.wait_ready(inst, restarts=planned[inst.id])
+                done.extend(wave)
+            return self.reply(done)
         instances = self.sup.select(args["target"])
         if args.get("update_env"):
             env = client_env(args.get("client_env"))
@@ -144,7 +202,9 @@ class ProcessCommands:
             targets = self._apply_file(args, started, deleted)
         else:
             seen: dict[int, App] = {}
-            for inst in self.sup.select(args["target"]):
+            selected = self.sup.select(args["target"])
+            waves = self._with_dependents(selected) if args.get("with_dependents") else [selected]
+            for inst in (i for wave in waves for i in wave):
                 seen.setdefault(id(inst.app), inst.app)
             targets = list(seen.values())
         results = []

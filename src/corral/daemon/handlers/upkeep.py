@@ -12,12 +12,12 @@ from corral.daemon.dispatch import RequestError
 from corral.daemon.registry import client_env
 
 if TYPE_CHECKING:
-    from corral.daemon.server import Daemon
-    from corral.daemon.supervisor import Instance
+    from corral.daemon.context import DaemonContext
+    from corral.daemon.instance import Instance
 
 
 class UpkeepCommands:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonContext) -> None:
         self.d = daemon
         self.sup = daemon.sup
 
