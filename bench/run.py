@@ -1025,7 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # More benchmarks live in their own modules next to this file; they register themselves
 # with `from run import benchmark, Ctx, Row, ...` when imported here.
-EXTENSIONS = ("bench_reload", "bench_throughput", "bench_webapp", "bench_runtime_start", "bench_ops", "bench_scale", "bench_dashboard", "bench_events")
+EXTENSIONS = ("bench_reload", "bench_throughput", "bench_webapp", "bench_runtime_start", "bench_ops", "bench_scale", "bench_dashboard", "bench_events", "bench_logs_json", "bench_nextjs")
 
 
 def _load_extensions() -> None:

@@ -59,7 +59,10 @@ class PipeReader:
     def on_readable(self) -> None:
         # Chunks of 64 KiB are processed one by one: larger buffers fall above glibc's
         # mmap threshold and cost an mmap/munmap (or brk trim) per read under a flood.
-        plain = self.formatter().plain and not self.following()
+        formatter = self.formatter()
+        following = self.following()
+        plain = formatter.plain and not following
+        by_block = formatter.by_block and not following  # JSON: a whole block at once
         for _ in range(READS_PER_WAKEUP):
             try:
                 chunk = os.read(self.fd, READ_CHUNK)
@@ -77,6 +80,12 @@ class PipeReader:
                     count = block.count(b"\n")
                     for target in self.targets:
                         target.write(block, count)
+            elif by_block:
+                block = self.framer.feed_block(chunk)
+                if block:
+                    data, count = formatter.format_block(block, self.stream, time.time())
+                    for target in self.targets:
+                        target.write(data, count)
             else:
                 lines = self.framer.feed(chunk)
                 if lines:

@@ -1,7 +1,8 @@
 """Log capture: whole-line framing, line formatting (plain, dated, JSON) and log files.
 
 Lines are framed from the bytes read off an app's pipes; the timestamp
-prefix or the JSON record is made per line, never per read chunk; a
+prefix or the JSON record is made per line, never per read chunk (a JSON
+block is escaped in one pass but still gives one record per line); a
 partial last line is written when the app exits.  Writes go straight to
 files opened with O_APPEND, so several instances (merge_logs) and the
 combined log can share a file without tearing lines.
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 from dataclasses import dataclass
+
+import msgspec
 
 from corral.logs.dates import compile_date_format, iso_time
 from corral.logs.rotate import DEFAULT_DATE_SUFFIX, RotatePolicy, remember_suffix, rotated_name
@@ -86,6 +90,7 @@ class LineFormatter:
         self._date = compile_date_format(spec.date_format) if spec.date_format else None
         self._last_ts = -1.0
         self._last_stamp = ""
+        self._json = JsonRecords(spec.app_name, spec.process_id) if spec.kind == "json" else None
 
     def _stamp(self, ts: float) -> str:
         if ts != self._last_ts:
@@ -101,20 +106,126 @@ class LineFormatter:
         """Lines are written as they are: whole blocks can bypass per-line work."""
         return self.spec.kind != "json" and self._date is None
 
+    @property
+    def by_block(self) -> bool:
+        """Whole blocks of lines are formatted at once (:meth:`format_block`), never split into lines."""
+        return self._json is not None
+
     def format(self, lines: list[bytes], stream: str, ts: float) -> bytes:
         """Render lines (without newlines) to bytes ready to append to a file."""
-        if self.spec.kind == "json":
-            stamp = self._stamp(ts)
-            head = f'{{"timestamp":{json.dumps(stamp)},"app_name":{json.dumps(self.spec.app_name)},"process_id":{self.spec.process_id},"type":"{stream}","message":'
-            out = []
-            for line in lines:
-                msg = json.dumps(line.decode("utf-8", "replace"), ensure_ascii=False)
-                out.append(f"{head}{msg}}}\n")
-            return "".join(out).encode("utf-8")
+        if self._json is not None:
+            return bytes(self._json.block(b"\n".join(lines) + b"\n", stream, self._stamp(ts))[0])
         if self._date is not None:
             prefix = (self._stamp(ts) + ": ").encode()
             return b"".join(prefix + line + b"\n" for line in lines)
         return b"\n".join(lines) + b"\n"
+
+    def format_block(self, block: bytes, stream: str, ts: float) -> tuple[bytes | memoryview, int]:
+        """Render a block of whole lines (each ending with a newline): (bytes to append, line count)."""
+        if self._json is not None:
+            return self._json.block(block, stream, self._stamp(ts))
+        count = block.count(b"\n")
+        if self._date is not None:
+            return self.format(block[:-1].split(b"\n"), stream, ts), count
+        return block, count
+
+
+# JSON-escaped forms of the bytes JSON strings cannot hold raw (besides the newline,
+# which separates records): what json.dumps writes for them
+_CONTROL_BYTES = bytes(c for c in range(0x20) if c != 0x0A)
+_CONTROL = re.compile(b"[" + re.escape(_CONTROL_BYTES) + b"]")
+_CONTROL_ESCAPES = {bytes([c]): json.dumps(chr(c)).strip('"').encode() for c in range(0x20)}
+# Stands for the newlines while a block is JSON-escaped in one piece: ASCII, left as it is
+# by the encoder (JSON strings may hold DEL), and in no block that takes this path
+_SEP = b"\x7f"
+
+
+_heap_tuned = False
+
+
+def _keep_buffers_on_heap() -> None:
+    """Let glibc's malloc serve and keep the JSON path's buffers (~2x a read) from the heap.
+
+    A block's records are about twice the size of the read they come from; by default such
+    a buffer lands near malloc's mmap and trim thresholds, so under a flood many reads
+    would cost fresh pages (a page fault per 4 KiB), which doubled the daemon's CPU.
+    Fixed thresholds keep buffers up to 1 MiB on the heap and at most 4 MiB of free heap
+    (done once, in a daemon that writes JSON logs; other C libraries are left alone)."""
+    global _heap_tuned
+    if _heap_tuned:
+        return
+    _heap_tuned = True
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 1 << 20)
+    mallopt(m_trim_threshold, 4 << 20)
+
+
+class JsonRecords:
+    """One JSON record per line, made for a whole block of lines at a time.
+
+    A record is ``{"timestamp":..,"app_name":..,"process_id":..,"type":..,"message":..}``.
+    Everything but the message is the same for every line of a block (the lines of one
+    read share its timestamp), so it is encoded once per block; the messages are escaped
+    for the whole block in one pass, with the newlines, which separate the records, kept
+    out of the escaping.  Invalid UTF-8 becomes U+FFFD, as with ``decode("utf-8", "replace")``.
+    """
+
+    __slots__ = ("_app", "_heads", "_encode")
+
+    def __init__(self, app_name: str, process_id: int) -> None:
+        _keep_buffers_on_heap()
+        self._app = f'"app_name":{json.dumps(app_name, ensure_ascii=False)},"process_id":{int(process_id)},"type":'
+        self._heads: dict[tuple[str, str], bytes] = {}
+        self._encode = msgspec.json.Encoder().encode
+
+    def _head(self, stream: str, stamp: str) -> bytes:
+        key = (stream, stamp)
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) > 8:
+                self._heads.clear()
+            head = f'{{"timestamp":{json.dumps(stamp, ensure_ascii=False)},{self._app}{json.dumps(stream)},"message":"'.encode()
+            self._heads[key] = head
+        return head
+
+    def block(self, block: bytes, stream: str, stamp: str) -> tuple[bytes | memoryview, int]:
+        """Records for ``block`` (whole lines, each ending with a newline), and how many."""
+        if not block:
+            return b"", 0
+        head = self._head(stream, stamp)
+        sep = b'"}\n' + head
+        if _SEP not in block:
+            # Every newline, and the start, becomes DEL; the encoder then escapes quotes,
+            # backslashes and control characters in C, and each DEL of its output becomes
+            # the end of one record and the start of the next.
+            enc: bytes = self._encode((_SEP + block).replace(b"\n", _SEP).decode("utf-8", "replace"))
+            size = len(enc)
+            body = enc.replace(_SEP, sep)  # '"' + sep + l1 + sep + ... + ln + sep + '"'
+            del enc
+            count = (len(body) - size) // (len(sep) - 1) - 1
+            # a view, not a copy: one more buffer of this size per read would cost page
+            # faults (it lands above malloc's mmap threshold) under a flood
+            return memoryview(body)[4 : len(body) - len(head) - 1], count
+        # rare: the block holds DEL itself; escape in bytes
+        if not block.isascii():
+            try:
+                block.decode("utf-8")
+            except UnicodeDecodeError:
+                block = block.decode("utf-8", "replace").encode("utf-8")
+        esc = block.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+        if len(esc.translate(None, _CONTROL_BYTES)) != len(esc):
+            esc = _CONTROL.sub(lambda m: _CONTROL_ESCAPES[m.group()], esc)
+        return b"".join((head, esc[:-1].replace(b"\n", sep), b'"}\n')), esc.count(b"\n")
 
 
 # ---------------------------------------------------------------- files
@@ -188,7 +299,7 @@ class LogFile:
             self.events.write_recovered(self, self.dropped_in_streak)
         self.dropped_in_streak = 0
 
-    def write(self, data: bytes, line_count: int) -> None:
+    def write(self, data: bytes | memoryview, line_count: int) -> None:
         """Append whole lines. With a size limit, rotate at a line boundary as soon as the
         file would pass it, so a rotated file exceeds the limit by at most one line."""
         if self.fd < 0:
@@ -198,7 +309,16 @@ class LogFile:
                 self._fail(e, line_count)
                 return
         limit = self.policy.max_size if self.policy is not None and self.regular else None
-        while limit and data and self.size + len(data) > limit:
+        if limit and data and self.size + len(data) > limit:
+            self._write_cut(data if isinstance(data, bytes) else bytes(data), limit)
+        elif data:
+            self._write(data, line_count)
+        if limit and self.size >= limit:
+            self.rotate()
+
+    def _write_cut(self, data: bytes, limit: int) -> None:
+        """Write what passes the size limit, rotating at line boundaries on the way."""
+        while data and self.size + len(data) > limit:
             room = limit - self.size
             cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
             if cut <= 0:
@@ -215,11 +335,9 @@ class LogFile:
             if self.rotate() is None:
                 break
         if data:
-            self._write(data, line_count if limit is None else data.count(b"\n"))
-        if limit and self.size >= limit:
-            self.rotate()
+            self._write(data, data.count(b"\n"))
 
-    def _write(self, data: bytes, line_count: int) -> bool:
+    def _write(self, data: bytes | memoryview, line_count: int) -> bool:
         view = memoryview(data)
         written = 0
         try:
@@ -230,6 +348,7 @@ class LogFile:
         except OSError as e:
             # keep whole lines only: a short write before the error is cut back to the
             # last newline, and every line that did not make it is counted
+            data = data if isinstance(data, bytes) else bytes(data)
             keep = data.rfind(b"\n", 0, written) + 1 if written else 0
             if written > keep and self.regular:
                 try:
