@@ -1,10 +1,12 @@
 """Every app config key, declared once.
 
 Each :class:`Key` carries its canonical name, how a value is parsed and
-normalised, its default, PM2's names for it, a one-line doc and whether
-its behaviour is active yet.  The validator (``corral.config.normalize``)
-and ``docs/config.md`` (``corral.config.docs``) are both built from
-:data:`KEYS`, so they cannot drift apart.
+normalised, its default, PM2's names for it, a one-line doc, its range
+(``bounds``) and its ``corral start`` flags.  The validator
+(``corral.config.loader.normalize_app``), the CLI's ``start`` options
+(``corral.cli.keyflags``), ``describe``'s rendering and ``docs/config.md``
+(``corral.config.docs``) are all built from :data:`KEYS`, so they cannot
+drift apart.
 """
 
 from __future__ import annotations
