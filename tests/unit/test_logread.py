@@ -207,3 +207,31 @@ def test_interleave_is_stable_for_equal_times() -> None:
     c = [L(1.0, "c", 0), L(9.0, "c", 1)]
     assert msgs(interleave([a, b, c])) == ["c0", "a0", "a1", "a2", "b0", "b1", "c1"]
     assert interleave([]) == [] and interleave([[], []]) == []
+
+
+def test_a_snapshot_reads_the_log_as_it_was_when_taken(tmp_path: Path) -> None:
+    """A follower's history comes from a snapshot taken when it registers: lines written
+    (or a rotation) after it are not in the history, so the follower gets them once, live."""
+    from corral.logs import read as logread
+
+    log = tmp_path / "app-out.log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(10)))
+    snap = logread.snapshot(str(log))
+    try:
+        with log.open("ab") as f:
+            f.write(b"after the snapshot\n")
+        log.rename(tmp_path / "app-out__2026-12-06_00-00-00.log")  # rotated away, a new live file
+        log.write_bytes(b"in the new live file\n")
+        got = logread.history(str(log), lines=100, name="app", id=0, type="out", snap=snap)
+    finally:
+        snap.close()
+    assert [ln.message for ln in got] == [f"line {i}" for i in range(10)]
+    assert snap.fd is None
+
+
+def test_a_snapshot_of_a_missing_log_is_empty(tmp_path: Path) -> None:
+    from corral.logs import read as logread
+
+    snap = logread.snapshot(str(tmp_path / "none.log"))
+    assert logread.history(snap.path, lines=5, name="a", id=0, type="out", snap=snap) == []
+    snap.close()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.core import protocol
 from corral.daemon.dispatch import RequestError
+from corral.logs import read as logread
 
 if TYPE_CHECKING:
     from corral.daemon.instance import Instance
@@ -106,20 +107,32 @@ class LogStream:
             if ev.get("id") is None or whole or ev.get("id") in ids or ev.get("name") in names:
                 queue.push(protocol.encode({"v": 1, **ev}))
 
-        # Read the tail, then register, in the same loop turn: no line lost or doubled. Lines
-        # that arrive while the tail is being sent wait in the follower's queue.
+        # Snapshot the logs (rotated files, the live files held open with their sizes), then
+        # register, in the same loop turn: no line lost or doubled. The history is then read
+        # in a thread (a big rotated .gz never stalls the loop); lines that arrive meanwhile
+        # wait in the follower's queue.
         writer.write(protocol.encode(protocol.ok(req_id, {"subscribed": sorted(ids), "names": sorted(names)})))
-        history = tail(instances, streams, args["lines"], args.get("since"), args.get("until"), grep) if args["lines"] > 0 and args["logs"] else []
-        if not args["follow"] or args.get("until") is not None:
+        want_history = args["lines"] > 0 and args["logs"]
+        snaps = snapshot_logs(instances, streams) if want_history else []
+        follow = args["follow"] and args.get("until") is None
+        if follow and args["logs"]:
+            self.sup.log_listeners.append(on_lines)
+        if follow and args["events"]:
+            self.sup.event_listeners.append(on_event)
+        loop = asyncio.get_running_loop()
+        try:
+            history = await loop.run_in_executor(None, tail_of, snaps, args["lines"], args.get("since"), args.get("until"), grep) if snaps else []
+        except BaseException:
+            self._unregister(on_lines, on_event)
+            raise
+        finally:
+            for _, _, _, snap in snaps:
+                snap.close()
+        if not follow:
             await self._send(history, writer)
             writer.write(END)
             await writer.drain()
             return
-        if args["logs"]:
-            self.sup.log_listeners.append(on_lines)
-        if args["events"]:
-            self.sup.event_listeners.append(on_event)
-        loop = asyncio.get_running_loop()
         cut: list[asyncio.TimerHandle] = []
         # a dropped follower has DROP_GRACE seconds to read its notice, then is cut off
         queue.on_drop = lambda: cut.append(loop.call_later(DROP_GRACE, writer.transport.abort))
@@ -132,11 +145,14 @@ class LogStream:
             closed.cancel()
             for handle in cut:
                 handle.cancel()
-            if on_lines in self.sup.log_listeners:
-                self.sup.log_listeners.remove(on_lines)
-            if on_event in self.sup.event_listeners:
-                self.sup.event_listeners.remove(on_event)
+            self._unregister(on_lines, on_event)
             queue.items.clear()
+
+    def _unregister(self, on_lines: Any, on_event: Any) -> None:
+        if on_lines in self.sup.log_listeners:
+            self.sup.log_listeners.remove(on_lines)
+        if on_event in self.sup.event_listeners:
+            self.sup.event_listeners.remove(on_event)
 
     @staticmethod
     async def _send(messages: list[dict[str, Any]], writer: asyncio.StreamWriter) -> None:
@@ -163,12 +179,10 @@ class LogStream:
             waiter.cancel()
 
 
-def tail(instances: list[Instance], streams: set[str], n: int, since: float | None = None, until: float | None = None, grep: Any = None) -> list[dict[str, Any]]:
-    """The last ``n`` lines of each matched log file, interleaved by time."""
-    from corral.logs import read as logread
-
+def snapshot_logs(instances: list[Instance], streams: set[str]) -> list[tuple[str, int, str, logread.Snapshot]]:
+    """(name, id, stream, snapshot) of each matched log file, once per path (on the loop: cheap)."""
     seen: set[str] = set()
-    groups: list[list[logread.LogLine]] = []
+    out: list[tuple[str, int, str, logread.Snapshot]] = []
     for inst in instances:
         paths = inst.log_paths()
         for stream, key in (("out", "out_file"), ("err", "error_file")):
@@ -176,7 +190,16 @@ def tail(instances: list[Instance], streams: set[str], n: int, since: float | No
             if stream not in streams or not path or path in seen:
                 continue
             seen.add(path)
-            groups.append(logread.history(path, lines=n, name=inst.name, id=inst.id, type=stream, since=since, until=until, grep=grep))
+            out.append((inst.name, inst.id, stream, logread.snapshot(path)))
+    return out
+
+
+def tail_of(snaps: list[tuple[str, int, str, logread.Snapshot]], n: int, since: float | None = None, until: float | None = None, grep: Any = None) -> list[dict[str, Any]]:
+    """The last ``n`` lines of each snapshot, interleaved by time (runs in a thread)."""
+    groups = [
+        logread.history(snap.path, lines=n, name=name, id=iid, type=stream, since=since, until=until, grep=grep, snap=snap)
+        for name, iid, stream, snap in snaps
+    ]
     return [
         {"v": 1, "stream": "log", "tail": True, "time": ln.time, "name": ln.name, "id": ln.id, "type": ln.type, "message": ln.message}
         for ln in logread.interleave(groups)

@@ -69,22 +69,57 @@ def _read_gz(path: str, keep: int) -> tuple[list[bytes], bool]:
 
 def _read_tail(path: str, max_lines: int) -> list[bytes]:
     """Up to max_lines last lines of a plain file, reading backwards in blocks."""
-    with os.fdopen(safefs.open_read(path), "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        pos = size
-        data = b""
-        while pos > 0 and (max_lines < 0 or data.count(b"\n") <= max_lines) and size - pos < TAIL_MAX_BYTES:
-            step = min(65536, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
+    fd = safefs.open_read(path)
+    try:
+        return _tail_of_fd(fd, os.fstat(fd).st_size, max_lines)
+    finally:
+        os.close(fd)
+
+
+def _tail_of_fd(fd: int, size: int, max_lines: int) -> list[bytes]:
+    """Up to max_lines last lines of the first ``size`` bytes of an open file (pread:
+    the fd's offset is not used, so another thread may hold the same fd)."""
+    pos = size
+    data = b""
+    while pos > 0 and (max_lines < 0 or data.count(b"\n") <= max_lines) and size - pos < TAIL_MAX_BYTES:
+        step = min(65536, pos)
+        pos -= step
+        data = os.pread(fd, step, pos) + data
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     if pos > 0 and lines:
         lines = lines[1:]  # the first piece may be a partial line
     return lines[-max_lines:] if max_lines >= 0 else lines
+
+
+@dataclass
+class Snapshot:
+    """What of one log is history at one moment: its rotated files and the first
+    ``size`` bytes of the live file, held open (a rotation that renames it later
+    changes nothing). Taken on the event loop, cheaply; read in a thread."""
+
+    path: str
+    rotated: list[str]
+    fd: int | None
+    size: int
+    mtime: float
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def snapshot(path: str) -> Snapshot:
+    rotated = rotated_files(path)
+    try:
+        fd: int | None = safefs.open_read(path)
+    except OSError:
+        return Snapshot(path, rotated, None, 0, 0.0)
+    assert fd is not None
+    st = os.fstat(fd)
+    return Snapshot(path, rotated, fd, st.st_size, st.st_mtime)
 
 
 def parse_time(line: bytes, fallback: float) -> tuple[float, str]:
@@ -122,16 +157,25 @@ def history(
     since: float | None = None,
     until: float | None = None,
     grep: re.Pattern[str] | None = None,
+    snap: Snapshot | None = None,
 ) -> list[LogLine]:
     """The last ``lines`` lines of one log (current file, then rotated files, newest first)
-    that pass the filters, oldest first."""
+    that pass the filters, oldest first. With ``snap``, the log as it was when the
+    snapshot was taken (its live file read from the held fd, up to the size then)."""
     if lines <= 0:
         return []
-    files = [*rotated_files(path), path]
+    files = [*(snap.rotated if snap is not None else rotated_files(path)), path]
     picked: list[LogLine] = []
     for file_index, file in enumerate(reversed(files)):
+        live = snap is not None and file_index == 0
         try:
-            mtime = os.stat(file).st_mtime
+            if live:
+                assert snap is not None
+                if snap.fd is None:
+                    continue
+                mtime = snap.mtime
+            else:
+                mtime = os.stat(file).st_mtime
         except OSError:
             continue
         if since is not None and mtime < since and file_index > 0:
@@ -143,6 +187,9 @@ def history(
                 if cut:
                     notice = f"[corral] {file}: only the first {GZ_MAX_BYTES // (1024 * 1024)} MB (uncompressed) of this rotated log were read"
                     raw_lines.insert(0, notice.encode())
+            elif live:
+                assert snap is not None and snap.fd is not None
+                raw_lines = _tail_of_fd(snap.fd, snap.size, keep)
             else:
                 raw_lines = _read_tail(file, keep)
         except OSError:
