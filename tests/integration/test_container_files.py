@@ -8,6 +8,7 @@ command passes; /api/health answers; SIGTERM ends everything with exit 0.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -323,7 +324,10 @@ def test_image_commands_run_healthy_and_stop_cleanly(dockerfile: list[Instructio
         status, body = get(f"http://127.0.0.1:{PORT}/api/health")
         assert status == 200 and body["status"] == "ok" and body["database"] == "up", body
         listed = json.loads(subprocess.run(program(["corral", "jlist"]), env=env, capture_output=True, text=True, timeout=30).stdout)
-        assert [(p["name"], p["status"]) for p in listed] == [("webapp", "online")] * 4
+        # the one-shot migration ran first and exited 0; then the 4 web instances
+        migrate = [p for p in listed if p["name"] == "migrate"]
+        assert [p["status"] for p in migrate] == ["stopped"] and migrate[0]["exit_code"] == 0, migrate
+        assert [(p["name"], p["status"]) for p in listed if p["name"] != "migrate"] == [("webapp", "online")] * 4
         pids = {runtime.pid} | {p.pid for p in psutil.Process(runtime.pid).children(recursive=True)}
         assert len(pids) >= 5  # corral-runtime and 4 instances
 
@@ -337,8 +341,14 @@ def test_image_commands_run_healthy_and_stop_cleanly(dockerfile: list[Instructio
         assert len(stopped) == 4 and all("code 0" in e["message"] for e in stopped)
     finally:
         if runtime.poll() is None:
-            runtime.kill()
-            runtime.wait(10)
+            with contextlib.suppress(psutil.Error):  # its instances too, even when the test failed early
+                pids |= {p.pid for p in psutil.Process(runtime.pid).children(recursive=True)}
+            runtime.terminate()
+            try:
+                runtime.wait(30)
+            except subprocess.TimeoutExpired:
+                runtime.kill()
+                runtime.wait(10)
         for pid in pids:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
