@@ -423,7 +423,7 @@ def bench_start20(ctx: Ctx) -> list[Row]:
             "s",
             median(t_jl["Corral"]),
             median(t_jl["PM2"]),
-            target=0.5,
+            target=0.45,
         ),
         Row("start → 20 processes exist (/proc)", "s", median(t_sp["Corral"]), median(t_sp["PM2"])),
         Row("`start` command returns", "s", median(t_ret["Corral"]), median(t_ret["PM2"])),
