@@ -239,3 +239,38 @@ def test_systemd_to_stdout(eco: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code, out, err = run(capsys, "export", "systemd", str(eco), "--only", "migrate")
     assert code == 0, err
     assert "### migrate.service" in out and "### web" not in out
+
+
+COMPOSE_SCHEMA = Path(__file__).resolve().parent.parent / "fixtures" / "compose" / "compose_spec.json"
+
+
+@pytest.mark.parametrize("strategy", ["services", "runtime"])
+def test_compose_exports_validate_against_the_compose_schema(eco: Path, capsys: pytest.CaptureFixture[str], strategy: str) -> None:
+    """No docker here to run `docker compose config`: the Compose Specification's own schema checks the output."""
+    import json
+
+    import jsonschema
+
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    code, out, err = run(capsys, "export", "compose", str(eco), "--strategy", strategy)
+    assert code == 0, err
+    doc = yaml.safe_load(out)
+    jsonschema.Draft201909Validator(schema).validate(doc)
+    # and the schema does catch a broken document
+    broken = json.loads(json.dumps(doc))
+    first = next(iter(broken["services"].values()))
+    first["depends_on"] = {"x": {"condition": "service_sometimes"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft201909Validator(schema).validate(broken)
+
+
+def test_the_webapp_compose_export_validates(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import jsonschema
+
+    webapp = Path(__file__).resolve().parents[2] / "examples" / "webapp" / "ecosystem.toml"
+    for strategy in ("runtime", "services"):
+        code, out, err = run(capsys, "export", "compose", str(webapp), "--env", "production", "--strategy", strategy, "--image", "corral-webapp")
+        assert code == 0, err
+        jsonschema.Draft201909Validator(json.loads(COMPOSE_SCHEMA.read_text())).validate(yaml.safe_load(out))
