@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Corral, wait_until
-from tests.dashboard.helpers import Dashboard, kill9, start_home, wait_online
+from tests.dashboard.helpers import Dashboard, kill9, wait_online
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -19,24 +19,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 sync_api = pytest.importorskip("playwright.sync_api")
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
-    c = start_home(tmp_path_factory.mktemp("dash-browser"))
-    try:
-        yield c
-    finally:
-        c.shutdown()
-
-
-@pytest.fixture(scope="module")
-def dash(home: Corral) -> Iterator[Dashboard]:
-    d = Dashboard(home).start()
-    try:
-        yield d
-    finally:
-        d.stop()
 
 
 @pytest.fixture(scope="module")

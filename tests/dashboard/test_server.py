@@ -8,33 +8,13 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import Corral, free_port, pid_alive, wait_until
-from tests.dashboard.helpers import Dashboard, kill9, start_home, wait_online
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
-    c = start_home(tmp_path_factory.mktemp("dash-server"))
-    try:
-        yield c
-    finally:
-        c.shutdown()
-
-
-@pytest.fixture(scope="module")
-def dash(home: Corral) -> Iterator[Dashboard]:
-    d = Dashboard(home).start()
-    try:
-        yield d
-    finally:
-        d.stop()
+from tests.dashboard.helpers import Dashboard, kill9, wait_online
 
 
 def sse_events(client: httpx.Client, path: str, want: Any, timeout: float = 20) -> list[tuple[str, Any]]:
