@@ -22,6 +22,7 @@ from corral.core.deps import (
     STARTED,
     Dependency,
     Graph,
+    condition_timeout,
     has_readiness,
     is_one_shot,
     with_dependencies,
@@ -29,27 +30,6 @@ from corral.core.deps import (
 
 if TYPE_CHECKING:
     from corral.core.appspec import AppSpec
-
-# ---------------------------------------------------------------- timeouts
-
-
-def condition_timeout(app: AppSpec, condition: str) -> float | None:
-    """Seconds a dependent waits for ``condition`` of ``app`` once it was launched, from
-    the app's own timeouts (``listen_timeout`` for READY=1; the probe's start period,
-    interval, failure threshold and timeout for a health probe). None = no limit: a
-    one-shot may run as long as it needs, and a spawn that keeps failing ends in
-    ``errored``, which fails the dependents anyway."""
-    if condition not in (READY, HEALTHY):
-        return None
-    limits: list[float] = []
-    if condition == READY and app.wait_ready:
-        limits.append(app.listen_timeout / 1000)
-    health = app.health
-    if health is not None:
-        ms = health.start_period + health.interval * (health.failure_threshold + 1) + health.timeout
-        limits.append(ms / 1000)
-    return max(limits) if limits else None
-
 
 # ---------------------------------------------------------------- the start planner
 

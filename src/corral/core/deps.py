@@ -256,3 +256,24 @@ def start_levels(graph: Graph, names: Iterable[str] | None = None) -> list[list[
 def stop_levels(graph: Graph, names: Iterable[str] | None = None) -> list[list[str]]:
     """The reverse of :func:`start_levels`: dependents stop before what they need."""
     return [list(w) for w in reversed(start_levels(graph, names))]
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+def condition_timeout(app: AppSpec, condition: str) -> float | None:
+    """Seconds a dependent waits for ``condition`` of ``app`` once it was launched, from
+    the app's own timeouts (``listen_timeout`` for READY=1; the probe's start period,
+    interval, failure threshold and timeout for a health probe). None = no limit: a
+    one-shot may run as long as it needs, and a spawn that keeps failing ends in
+    ``errored``, which fails the dependents anyway."""
+    if condition not in (READY, HEALTHY):
+        return None
+    limits: list[float] = []
+    if condition == READY and app.wait_ready:
+        limits.append(app.listen_timeout / 1000)
+    health = app.health
+    if health is not None:
+        ms = health.start_period + health.interval * (health.failure_threshold + 1) + health.timeout
+        limits.append(ms / 1000)
+    return max(limits) if limits else None

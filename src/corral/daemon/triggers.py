@@ -110,7 +110,7 @@ class Triggers:
 
         paths = self.watch_paths(app)
         if not paths:
-            self.sup.announce(app.instances[0] if app.instances else None, "warning", f"watch: none of the paths exist ({app.spec.get('watch')})")
+            self.sup.announce(app.instances[0] if app.instances else None, "warning", f"watch: none of the paths exist ({app.spec.watch})")
             return
         delay = int(app.spec.watch_delay or 1000)
 

@@ -172,8 +172,7 @@ def systemd_units(apps: list[AppSpec], graph: Graph, *, source: str, cpus: int |
             notes.append(f"{name}: max_memory_restart has no systemd counterpart (a restart on a soft limit); use memory_max (MemoryMax=) for a hard one")
         if app.cpu_max:
             svc.append(f"CPUQuota={round(float(app.cpu_max) * 100)}%")
-        for key, stream in (("out_file", "StandardOutput"), ("error_file", "StandardError")):
-            value = app.get(key)
+        for value, stream in ((app.out_file, "StandardOutput"), (app.error_file, "StandardError")):
             if value and value != "default":
                 path = value.replace("%", "%%")
                 if template and not app.merge_logs:
