@@ -144,11 +144,6 @@ class AppSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # ---- derived by the loader (DERIVED)
     env_names: list[str] = []
 
-    @property
-    def one_shot(self) -> bool:
-        """Not restarted when it exits (``autorestart = false``)."""
-        return not self.autorestart
-
 
 # Fields that are not keys of KEYS, and why they exist.
 DERIVED: dict[str, str] = {
