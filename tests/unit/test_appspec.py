@@ -131,3 +131,17 @@ def test_a_missing_script_and_a_non_object_are_refused() -> None:
     with pytest.raises(RequestError) as e:
         decode_app(["not", "an", "app"], 2)
     assert e.value.message.startswith("request: app '#3': expected `object`, got `array`")
+
+
+def test_a_parser_disagreeing_with_its_field_is_an_error_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from corral.config import keys, loader
+    from corral.core.errors import ConfigError
+
+    wrong = dataclasses.replace(keys.KEY_BY_NAME["kill_timeout"], parser=lambda value: "1600")  # the field is an int
+    monkeypatch.setattr(loader, "KEYS", tuple(wrong if k.name == "kill_timeout" else k for k in keys.KEYS))
+    (tmp_path / "app.py").write_text("")
+    with pytest.raises(ConfigError) as e:
+        load_apps({"name": "web", "script": "app.py", "kill_timeout": 5}, label="eco.toml", base_dir=tmp_path)
+    assert e.value.render().startswith("eco.toml: app 'web': key 'kill_timeout': internal error")

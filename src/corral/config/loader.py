@@ -742,7 +742,12 @@ def normalize_app_detail(
         if out["exec_mode"] == "cluster" and not out["listen"]:
             out["listen"] = [f"0.0.0.0:{out['port']}"]
     # The one conversion from the working dict (every value parsed above) to the spec.
-    return AppResult(msgspec.convert(out, AppSpec), canon.warnings, canon.ignored, canon, parsed_envs)
+    try:
+        spec = msgspec.convert(out, AppSpec)
+    except msgspec.ValidationError as e:  # a parser and its field disagree: a bug, said plainly
+        path = str(e).rpartition("`$.")[2].rstrip("`").split(".")[0].split("[")[0] or None
+        raise ConfigError(f"internal error: the loaded value does not fit the app spec ({e})", file=label, app=name, key=path)
+    return AppResult(spec, canon.warnings, canon.ignored, canon, parsed_envs)
 
 
 def _pm2_exec_mode(out: dict[str, Any], canon: Canonical) -> None:
