@@ -107,24 +107,25 @@ def bench_hook_latency(ctx: Ctx) -> list[Row]:
     "deps_plan",
     "Start planner cost per dependency edge",
     "A chain of 10 apps (each `depends_on` the previous, `ready` on READY=1): the pure planner "
-    "(corral.core.deps.plan_step) fed Begin, then `started` and `online` for each app in turn, 200 times; the "
+    "(corral.core.depplan.plan_step) fed Begin, then `started` and `online` for each app in turn, 200 times; the "
     "decision time per edge. The issue's target is the daemon's end-to-end overhead per edge, <= 20 ms; this row is "
     "the planner's share of it. PM2 has no dependencies.",
 )
 def bench_deps_plan(ctx: Ctx) -> list[Row]:
-    from corral.core import deps
+    from corral.core import depplan, deps
+    from corral.core.appspec import from_wire
 
-    apps = [{"name": f"a{i}", "autorestart": True, "wait_ready": True, "listen_timeout": 3000, "health": None,
-             "depends_on": deps.parse_depends_on([f"a{i - 1}"] if i else None)} for i in range(10)]
+    apps = [from_wire({"name": f"a{i}", "script": "x.py", "cwd": "/", "wait_ready": True, "listen_timeout": 3000,
+                       "depends_on": deps.parse_depends_on([f"a{i - 1}"] if i else None)}) for i in range(10)]
     graph = deps.validate(apps)
     rounds = ctx.pick(200, 50)
     t0 = time.perf_counter()
     for _ in range(rounds):
-        state = deps.new_plan(graph, apps)
-        state, _ = deps.plan_step(state, deps.Begin(), 0.0)
+        state = depplan.new_plan(graph, apps)
+        state, _ = depplan.plan_step(state, depplan.Begin(), 0.0)
         for i in range(10):
-            state, _ = deps.plan_step(state, deps.Observed(f"a{i}", "started"), 0.0)
-            state, _ = deps.plan_step(state, deps.Observed(f"a{i}", "online"), 0.0)
+            state, _ = depplan.plan_step(state, depplan.Observed(f"a{i}", "started"), 0.0)
+            state, _ = depplan.plan_step(state, depplan.Observed(f"a{i}", "online"), 0.0)
         assert state.done
     per_edge = (time.perf_counter() - t0) / rounds / 9 * 1000
     progress(f"  deps_plan: {per_edge * 1000:.1f} µs per edge")

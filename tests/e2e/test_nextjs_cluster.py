@@ -93,7 +93,7 @@ def test_design_document_nextjs_cluster(nextjs_build: Path, corral: Corral) -> N
     eco.write_text((FIXTURE / "ecosystem.config.js").read_text().replace("PORT: 3000", f"PORT: {port}"))
     shutil.rmtree(nextjs_build / "logs", ignore_errors=True)
     app = load_ecosystem(eco, env_name="production").apps[0]
-    assert app["exec_mode"] == "cluster" and app["instances"] == 4 and not app["listen"]
+    assert app.exec_mode == "cluster" and app.instances == 4 and not app.listen
     argv = build_argv(app)
     assert argv[1] == "--max-old-space-size=3072" and argv[-1] == "start"
     corral.env["NEXT_TELEMETRY_DISABLED"] = "1"

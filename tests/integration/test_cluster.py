@@ -203,10 +203,10 @@ def test_port_key_means_a_shared_socket_on_all_interfaces(tmp_path: Path) -> Non
     write(tmp_path / "app.py", SLEEPER)
     raw = {"script": "app.py", "exec_mode": "cluster", "port": 8123, "interpreter": sys.executable}
     [app] = load_apps(raw, label="test", base_dir=tmp_path).apps
-    assert app["listen"] == ["0.0.0.0:8123"]
-    assert app["env"]["PORT"] == "8123"
+    assert app.listen == ["0.0.0.0:8123"]
+    assert app.env["PORT"] == "8123"
     [fork] = load_apps({**raw, "exec_mode": "fork"}, label="test", base_dir=tmp_path).apps
-    assert fork["listen"] == [] and fork["env"]["PORT"] == "8123"
+    assert fork.listen == [] and fork.env["PORT"] == "8123"
 
 
 def test_unknown_placeholder_name_fails_the_start(corral: Corral) -> None:

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from corral.config.loader import load_ecosystem
+from corral.core.appspec import to_wire
 from tests.conftest import ROOT, pid_alive, wait_until
 
 WEBAPP = ROOT / "examples" / "webapp"
@@ -197,8 +198,8 @@ def test_listen_rewrite_makes_the_image_listen_on_every_interface(dockerfile: li
     (tmp_path / "migrate.py").write_text("")
     proc = subprocess.run(["sh", "-c", rewrites[0].args], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
-    original = {a["name"]: a for a in load_ecosystem(WEBAPP / "ecosystem.toml", env_name="production").apps}
-    image = {a["name"]: a for a in load_ecosystem(tmp_path / "ecosystem.toml", env_name="production").apps}
+    original = {a.name: to_wire(a) for a in load_ecosystem(WEBAPP / "ecosystem.toml", env_name="production").apps}
+    image = {a.name: to_wire(a) for a in load_ecosystem(tmp_path / "ecosystem.toml", env_name="production").apps}
     assert original.keys() == image.keys()
     paths = ("cwd", "script", "out_file", "error_file", "log_file", "pid_file")
     for name in original:
@@ -236,7 +237,7 @@ def test_compose_essentials(compose: dict[str, Any], dockerfile: list[Instructio
     url = web["environment"]["DATABASE_URL"]
     assert url.startswith("postgresql://") and "@db:5432/" in url
     # the stop grace covers the apps' kill_timeout
-    kill_ms = max(a["kill_timeout"] for a in load_ecosystem(WEBAPP / "ecosystem.toml", env_name="production", only=["webapp"]).apps)
+    kill_ms = max(a.kill_timeout for a in load_ecosystem(WEBAPP / "ecosystem.toml", env_name="production", only=["webapp"]).apps)
     assert int(str(web["stop_grace_period"]).rstrip("s")) * 1000 > kill_ms
 
     assert db["image"] == "postgres:16"

@@ -56,13 +56,14 @@ def call(corral: Corral, cmd: str, args: dict[str, Any] | None = None) -> dict[s
 
 
 def app(corral: Corral, name: str, **keys: Any) -> dict[str, Any]:
-    """An app definition as the CLI sends it (normalised by the loader)."""
+    """An app definition as the CLI sends it (the loaded spec as plain data)."""
     from corral.config.loader import load_apps
+    from corral.core.appspec import to_wire
 
     script = write(corral.cwd / f"{name}.py", SLEEPER)
     loaded = load_apps({"name": name, "script": str(script), "instances": 1}, label="test", base_dir=corral.cwd)
-    definition: dict[str, Any] = loaded.apps[0]
-    definition.update(keys)  # raw values too: the daemon validates them again
+    definition: dict[str, Any] = to_wire(loaded.apps[0])
+    definition.update(keys)  # the daemon checks them again (registry.decode_app)
     return definition
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from corral.core.appspec import AppSpec, from_wire
 from corral.daemon import nodeipc, readypipe
 from tests.conftest import ROOT, free_port
 
@@ -296,9 +297,12 @@ def test_nodelink_prepare_attach_and_adopted_listen_socket(tmp_path: Path) -> No
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("0.0.0.0", port))
     listener.listen(16)
-    cfg = {"interpreter": NODE, "exec_mode": "cluster", "name": "web"}
-    assert nodelink.prepare({"interpreter": "/usr/bin/python3"}, 1) is None
-    fork = nodelink.prepare({"interpreter": NODE, "exec_mode": "fork"}, 1)
+    def spec(**keys: Any) -> AppSpec:
+        return from_wire({"name": "web", "script": str(SERVER_JS), "cwd": "/", **keys})
+
+    cfg = spec(interpreter=str(NODE), exec_mode="cluster")
+    assert nodelink.prepare(spec(interpreter="/usr/bin/python3"), 1) is None
+    fork = nodelink.prepare(spec(interpreter=str(NODE), exec_mode="fork"), 1)
     assert fork is not None and "NODE_UNIQUE_ID" not in fork.env
     fork.abandon()
 

@@ -125,17 +125,17 @@ def corral_read(fixture: Path, env_name: str | None) -> dict[str, Any]:
         return {"error": e.render()}
     apps = []
     for app in result.apps:
-        env = dict(app["env"])
-        if program(app["interpreter"]) == "python":
+        env = dict(app.env)
+        if program(app.interpreter) == "python":
             env.pop("PYTHONUNBUFFERED", None)
         apps.append({
-            "name": app["name"],
-            "script": real(app["script"]),
-            "args": list(app["args"]),
-            "interpreter": program(app["interpreter"]),
-            "interpreter_args": list(app["interpreter_args"]),
-            "exec_mode": app["exec_mode"],
-            "instances": resolve_instances(app["instances"], CPUS),
+            "name": app.name,
+            "script": real(app.script),
+            "args": list(app.args),
+            "interpreter": program(app.interpreter),
+            "interpreter_args": list(app.interpreter_args),
+            "exec_mode": app.exec_mode,
+            "instances": resolve_instances(app.instances, CPUS),
             "env": env,
         })
     return {"apps": apps}

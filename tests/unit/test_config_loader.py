@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -21,6 +22,7 @@ from corral.config.loader import (
     normalize_app,
     python_interpreter,
 )
+from corral.core.appspec import to_wire
 from corral.core.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ecosystems"
@@ -71,62 +73,64 @@ def test_normalised_values() -> None:
     api, worker, tick = result.apps
     here = str(SAME)
     python3 = python_interpreter(ENV)
-    assert [a["name"] for a in result.apps] == ["api", "worker", "tick"]
+    assert [a.name for a in result.apps] == ["api", "worker", "tick"]
     assert result.file == str(SAME / "ecosystem.toml")
 
-    assert api["cwd"] == f"{here}/api"
-    assert api["script"] == f"{here}/api/server.py"
-    assert api["interpreter"] == python3
-    assert api["args"] == ["--port", "8000"]
-    assert api["instances"] == 4
-    assert api["exec_mode"] == "cluster"
-    assert api["listen"] == ["127.0.0.1:8000"]
-    assert api["env"] == {"APP_ENV": "production", "WORKERS": "2", "DEBUG": "false"}
-    assert api["env_names"] == ["production"]
-    assert api["max_memory_restart"] == 512 * 1024 * 1024
-    assert api["kill_timeout"] == 5000
+    assert api.cwd == f"{here}/api"
+    assert api.script == f"{here}/api/server.py"
+    assert api.interpreter == python3
+    assert api.args == ["--port", "8000"]
+    assert api.instances == 4
+    assert api.exec_mode == "cluster"
+    assert api.listen == ["127.0.0.1:8000"]
+    assert api.env == {"APP_ENV": "production", "WORKERS": "2", "DEBUG": "false"}
+    assert api.env_names == ["production"]
+    assert api.max_memory_restart == 512 * 1024 * 1024
+    assert api.kill_timeout == 5000
     # log paths are relative to the ecosystem file's folder, not to the app's cwd
-    assert api["out_file"] == f"{here}/logs/api.out.log"
-    assert api["error_file"] == f"{here}/logs/api.err.log"
-    assert api["merge_logs"] is True
-    assert api["namespace"] == "backend"
+    assert api.out_file == f"{here}/logs/api.out.log"
+    assert api.error_file == f"{here}/logs/api.err.log"
+    assert api.merge_logs is True
+    assert api.namespace == "backend"
 
-    assert worker["instances"] == "max"
-    assert worker["interpreter_args"] == ["-u"]
-    assert worker["min_uptime"] == 10_000
-    assert worker["restart_delay"] == 500
-    assert worker["exp_backoff_restart_delay"] == 100
-    assert worker["stop_exit_codes"] == [0, 3]
-    assert worker["kill_signal"] == "SIGTERM"
-    assert worker["log_type"] == "json"
-    assert worker["pid_file"] == f"{here}/run/worker.pid"
-    assert worker["out_file"] == "default" and worker["error_file"] == "default"
-    assert worker["env"] == {"QUEUE": "jobs"}
+    assert worker.instances == "max"
+    assert worker.interpreter_args == ["-u"]
+    assert worker.min_uptime == 10_000
+    assert worker.restart_delay == 500
+    assert worker.exp_backoff_restart_delay == 100
+    assert worker.stop_exit_codes == [0, 3]
+    assert worker.kill_signal == "SIGTERM"
+    assert worker.log_type == "json"
+    assert worker.pid_file == f"{here}/run/worker.pid"
+    assert worker.out_file == "default" and worker.error_file == "default"
+    assert worker.env == {"QUEUE": "jobs"}
 
-    assert tick["interpreter"] == shutil.which("bash", path=ENV["PATH"])
-    assert tick["args"] == ["--every", "5"]
-    assert tick["instances"] == -1
-    assert tick["autorestart"] is False
-    assert tick["out_file"] is None
-    assert tick["watch"] == ["src"] and tick["ignore_watch"] == ["*.pyc"]
-    assert tick["time"] is True and tick["log_date_format"] == "YYYY-MM-DDTHH:mm:ss.SSSZ"
-    assert tick["env"] == {} and tick["env_names"] == []
+    assert tick.interpreter == shutil.which("bash", path=ENV["PATH"])
+    assert tick.args == ["--every", "5"]
+    assert tick.instances == -1
+    assert tick.autorestart is False
+    assert tick.out_file is None
+    assert tick.watch == ["src"] and tick.ignore_watch == ["*.pyc"]
+    assert tick.time is True and tick.log_date_format == "YYYY-MM-DDTHH:mm:ss.SSSZ"
+    assert tick.env == {} and tick.env_names == []
 
 
 def test_env_without_env_name_is_the_base_env() -> None:
     api = load(SAME / "ecosystem.toml").apps[0]
-    assert api["env"] == {"APP_ENV": "development", "WORKERS": "2", "DEBUG": "true"}
+    assert api.env == {"APP_ENV": "development", "WORKERS": "2", "DEBUG": "true"}
 
 
 @pytest.mark.parametrize("name", FORMATS)
 def test_normalised_apps_validate_again_unchanged(name: str) -> None:
-    """The daemon runs normalize_app(resolve=False) on what the CLI sends."""
+    """The daemon decodes what the CLI sends (registry.decode_app: types, then every
+    key's parser must read the value as itself) and gets the same spec back."""
+    from corral.core.appspec import to_wire
+    from corral.daemon.registry import decode_app
+
     _needs_js(name)
     for app in load(SAME / name, env_name="production").apps:
-        sent = {k: v for k, v in app.items() if k != "env_names"}
-        again, warnings, ignored = normalize_app(sent, label="request", resolve=False)
-        again["env_names"] = app["env_names"]
-        assert again == app and warnings == [] and ignored == []
+        sent = json.loads(json.dumps(to_wire(app)))  # as the wire carries it
+        assert decode_app(sent) == app
 
 
 def test_find_ecosystem_order(tmp_path: Path) -> None:
@@ -192,8 +196,8 @@ def test_shapes(name: str, names: list[str], notices: list[str], warnings: list[
     _needs_js(name)
     path = SHAPES / name
     result = load(path)
-    assert [a["name"] for a in result.apps] == names
-    assert [a["script"] for a in result.apps] == [str(SHAPES / f"{n}.py") for n in names]
+    assert [a.name for a in result.apps] == names
+    assert [a.script for a in result.apps] == [str(SHAPES / f"{n}.py") for n in names]
     assert result.notices == [n.format(file=path) for n in notices]
     assert result.warnings == [w.format(file=path) for w in warnings]
 
@@ -201,7 +205,7 @@ def test_shapes(name: str, names: list[str], notices: list[str], warnings: list[
 def test_bare_app_with_deploy_is_one_app(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("")
     result = load_apps({"script": "a.py", "deploy": {"x": 1}}, label="f", base_dir=tmp_path, client_env=ENV)
-    assert [a["name"] for a in result.apps] == ["a"]
+    assert [a.name for a in result.apps] == ["a"]
     assert result.notices == ["f: the 'deploy' block is ignored (Corral does not deploy)"]
     assert result.warnings == []
 
@@ -211,7 +215,7 @@ def test_json_with_comments_and_trailing_commas(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("")
     path = tmp_path / "process.json"
     path.write_text('{\n  // a comment\n  "apps": [{"name": "a", "script": "a.py",},],\n}\n')
-    assert [a["name"] for a in load(path).apps] == ["a"]
+    assert [a.name for a in load(path).apps] == ["a"]
 
 
 def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
@@ -222,7 +226,7 @@ def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
         ("e.yaml", "apps:\n  - script: a.py\n"),
     ]:
         (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
-        assert [a["name"] for a in load(tmp_path / name).apps] == ["a"]
+        assert [a.name for a in load(tmp_path / name).apps] == ["a"]
 
 
 # ---------------------------------------------------------------- broken files
@@ -368,7 +372,7 @@ def test_node_only_keys_are_ignored_with_a_notice(tmp_path: Path) -> None:
 )
 def test_same_key_under_two_names(tmp_path: Path, app: dict[str, Any], value: str, warning: str) -> None:
     result = _load_one(tmp_path, {"name": "web", **app})
-    assert result.apps[0]["out_file"] == str(tmp_path / value)
+    assert result.apps[0].out_file == str(tmp_path / value)
     assert result.warnings == [f"eco.json: app 'web': {warning}"]
 
 
@@ -472,27 +476,27 @@ def test_key_forms(tmp_path: Path, raw: dict[str, Any], key: str, expected: Any)
     app = _norm(tmp_path, raw)
     if isinstance(expected, str):
         expected = expected.format(dir=tmp_path)
-    assert app[key] == expected
+    assert to_wire(app)[key] == expected
 
 
 def test_port_sets_PORT_and_in_cluster_mode_the_listen_socket(tmp_path: Path) -> None:
     fork = _norm(tmp_path, {"port": 3000})
-    assert fork["env"]["PORT"] == "3000" and fork["listen"] == []
+    assert fork.env["PORT"] == "3000" and fork.listen == []
     cluster = _norm(tmp_path, {"port": 3000, "exec_mode": "cluster"})
-    assert cluster["env"]["PORT"] == "3000" and cluster["listen"] == ["0.0.0.0:3000"]
+    assert cluster.env["PORT"] == "3000" and cluster.listen == ["0.0.0.0:3000"]
     own = _norm(tmp_path, {"port": 3000, "env": {"PORT": "80"}})
-    assert own["env"]["PORT"] == "80"
+    assert own.env["PORT"] == "80"
     listen = _norm(tmp_path, {"port": 3000, "exec_mode": "cluster", "listen": "127.0.0.1:9000"})
-    assert listen["listen"] == ["127.0.0.1:9000"]
+    assert listen.listen == ["127.0.0.1:9000"]
 
 
 def test_cwd_is_relative_to_the_file_folder(tmp_path: Path) -> None:
     (tmp_path / "api").mkdir()
     (tmp_path / "api" / "server.py").write_text("")
     app = _norm(tmp_path, {"script": "server.py", "cwd": "api", "out_file": "o.log"})
-    assert app["cwd"] == str(tmp_path / "api")
-    assert app["script"] == str(tmp_path / "api" / "server.py")
-    assert app["out_file"] == str(tmp_path / "o.log")
+    assert app.cwd == str(tmp_path / "api")
+    assert app.script == str(tmp_path / "api" / "server.py")
+    assert app.out_file == str(tmp_path / "o.log")
 
 
 def test_cwd_absolute_and_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -501,20 +505,20 @@ def test_cwd_absolute_and_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     (home / "srv" / "app.py").write_text("")
     monkeypatch.setenv("HOME", str(home))
     app = _norm(tmp_path, {"cwd": "~/srv", "out_file": "~/logs/o.log"})
-    assert app["cwd"] == str(home / "srv")
-    assert app["out_file"] == str(home / "logs" / "o.log")
+    assert app.cwd == str(home / "srv")
+    assert app.out_file == str(home / "logs" / "o.log")
     app = _norm(tmp_path, {"cwd": str(home / "srv")})
-    assert app["cwd"] == str(home / "srv")
+    assert app.cwd == str(home / "srv")
 
 
 def test_env_name_selects_env_table(tmp_path: Path) -> None:
     raw = {"env": {"A": "base", "B": "base"}, "env_production": {"B": "prod"}, "env_staging": {"B": 2}}
-    assert _norm(tmp_path, raw)["env"] == {"A": "base", "B": "base"}
+    assert _norm(tmp_path, raw).env == {"A": "base", "B": "base"}
     prod = _norm(tmp_path, raw, env_name="production")
-    assert prod["env"] == {"A": "base", "B": "prod"}
-    assert prod["env_names"] == ["production", "staging"]
-    assert _norm(tmp_path, raw, env_name="staging")["env"] == {"A": "base", "B": "2"}
-    assert _norm(tmp_path, raw, env_name="nope")["env"] == {"A": "base", "B": "base"}
+    assert prod.env == {"A": "base", "B": "prod"}
+    assert prod.env_names == ["production", "staging"]
+    assert _norm(tmp_path, raw, env_name="staging").env == {"A": "base", "B": "2"}
+    assert _norm(tmp_path, raw, env_name="nope").env == {"A": "base", "B": "base"}
 
 
 def test_env_table_bad_value_names_the_table(tmp_path: Path) -> None:
@@ -527,12 +531,12 @@ def test_env_objects_and_lists_are_stringified_as_pm2_does(tmp_path: Path) -> No
     # PM2 (Common.mergeEnvironmentVariables) runs JSON.stringify on object values.
     raw = {"name": "web", "env": {"DB": {"host": "x", "port": 5432}}, "env_production": {"X": [1, "a"]}}
     app = _norm(tmp_path, raw, env_name="production")
-    assert app["env"] == {"DB": '{"host":"x","port":5432}', "X": '[1,"a"]'}
+    assert app.env == {"DB": '{"host":"x","port":5432}', "X": '[1,"a"]'}
 
 
 def test_empty_env_table_is_fine(tmp_path: Path) -> None:
     app = _norm(tmp_path, {"env_production": None}, env_name="production")
-    assert app["env"] == {} and app["env_names"] == ["production"]
+    assert app.env == {} and app.env_names == ["production"]
 
 
 def test_unknown_env_name_warns(tmp_path: Path) -> None:
@@ -554,14 +558,14 @@ def test_py_uses_the_active_virtualenv(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     python = _exe(venv / "bin" / "python")
     app = _norm(tmp_path, {}, env={**ENV, "VIRTUAL_ENV": str(venv)})
-    assert app["interpreter"] == str(python)
+    assert app.interpreter == str(python)
 
 
 def test_py_uses_a_virtualenv_set_in_the_app_env(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     python = _exe(venv / "bin" / "python")
     app = _norm(tmp_path, {"env": {"VIRTUAL_ENV": str(venv)}})
-    assert app["interpreter"] == str(python)
+    assert app.interpreter == str(python)
 
 
 @pytest.fixture
@@ -583,25 +587,25 @@ def in_a_venv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_py_uses_corrals_own_virtualenv_when_none_is_active(tmp_path: Path, in_a_venv: Path) -> None:
     _exe(tmp_path / "bin" / "python3")
     app = _norm(tmp_path, {}, env={"PATH": str(tmp_path / "bin")})
-    assert app["interpreter"] == str(in_a_venv)
+    assert app.interpreter == str(in_a_venv)
 
 
 def test_active_virtualenv_wins_over_corrals_own(tmp_path: Path, in_a_venv: Path) -> None:
     python = _exe(tmp_path / "venv" / "bin" / "python")
     app = _norm(tmp_path, {}, env={**ENV, "VIRTUAL_ENV": str(tmp_path / "venv")})
-    assert app["interpreter"] == str(python)
+    assert app.interpreter == str(python)
 
 
 def test_py_without_virtualenv_uses_python3(tmp_path: Path, not_in_a_venv: None) -> None:
     fake = _exe(tmp_path / "bin" / "python3")
     app = _norm(tmp_path, {}, env={"PATH": str(tmp_path / "bin")})
-    assert app["interpreter"] == str(fake)
+    assert app.interpreter == str(fake)
 
 
 def test_broken_virtualenv_falls_back_to_python3(tmp_path: Path, not_in_a_venv: None) -> None:
     fake = _exe(tmp_path / "bin" / "python3")
     app = _norm(tmp_path, {}, env={"PATH": str(tmp_path / "bin"), "VIRTUAL_ENV": str(tmp_path / "gone")})
-    assert app["interpreter"] == str(fake)
+    assert app.interpreter == str(fake)
 
 
 @pytest.mark.parametrize(("ext", "program"), [(".sh", "bash"), (".js", "node"), (".cjs", "node"), (".mjs", "node"), (".rb", "ruby"), (".php", "php"), (".pl", "perl")])
@@ -609,7 +613,7 @@ def test_interpreter_by_extension(tmp_path: Path, ext: str, program: str) -> Non
     fake = _exe(tmp_path / "bin" / program)
     (tmp_path / f"s{ext}").write_text("")
     app = _norm(tmp_path, {"script": f"s{ext}"}, env={"PATH": str(tmp_path / "bin")})
-    assert app["interpreter"] == str(fake)
+    assert app.interpreter == str(fake)
 
 
 def test_interpreter_by_extension_not_installed(tmp_path: Path) -> None:
@@ -623,43 +627,43 @@ def test_interpreter_by_extension_not_installed(tmp_path: Path) -> None:
 def test_interpreter_none_runs_the_file(tmp_path: Path) -> None:
     tool = _exe(tmp_path / "tool.py")
     app = _norm(tmp_path, {"script": "tool.py", "interpreter": "none"})
-    assert app["interpreter"] == "none" and app["script"] == str(tool)
+    assert app.interpreter == "none" and app.script == str(tool)
 
 
 def test_executable_without_extension_runs_directly(tmp_path: Path) -> None:
     tool = _exe(tmp_path / "tool")
     app = _norm(tmp_path, {"script": "tool"})
-    assert app["interpreter"] == "none" and app["script"] == str(tool)
+    assert app.interpreter == "none" and app.script == str(tool)
 
 
 def test_program_on_path(tmp_path: Path) -> None:
     prog = _exe(tmp_path / "bin" / "myserver")
     app = _norm(tmp_path, {"script": "myserver", "args": "--port 1"}, env={"PATH": str(tmp_path / "bin")})
-    assert app["script"] == str(prog)
-    assert app["interpreter"] == "none"
-    assert app["name"] == "myserver"
+    assert app.script == str(prog)
+    assert app.interpreter == "none"
+    assert app.name == "myserver"
 
 
 def test_program_on_path_from_the_app_env(tmp_path: Path) -> None:
     prog = _exe(tmp_path / "bin" / "myserver")
     app = _norm(tmp_path, {"script": "myserver", "env": {"PATH": str(tmp_path / "bin")}}, env={"PATH": "/nonexistent"})
-    assert app["script"] == str(prog)
+    assert app.script == str(prog)
 
 
 def test_module_mode(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     python = _exe(venv / "bin" / "python")
     app = _norm(tmp_path, {"script": "uvicorn", "interpreter_args": "-m", "args": "main:app"}, env={**ENV, "VIRTUAL_ENV": str(venv)})
-    assert app["interpreter"] == str(python)
-    assert app["script"] == "uvicorn"
-    assert app["interpreter_args"] == ["-m"]
-    assert app["name"] == "uvicorn"
+    assert app.interpreter == str(python)
+    assert app.script == "uvicorn"
+    assert app.interpreter_args == ["-m"]
+    assert app.name == "uvicorn"
 
 
 def test_explicit_interpreter_relative_to_cwd(tmp_path: Path) -> None:
     python = _exe(tmp_path / ".venv" / "bin" / "python")
     app = _norm(tmp_path, {"interpreter": ".venv/bin/python"})
-    assert app["interpreter"] == str(python)
+    assert app.interpreter == str(python)
 
 
 def test_explicit_interpreter_path_missing(tmp_path: Path) -> None:
@@ -671,7 +675,7 @@ def test_explicit_interpreter_path_missing(tmp_path: Path) -> None:
 def test_explicit_interpreter_on_path(tmp_path: Path) -> None:
     fake = _exe(tmp_path / "bin" / "pypy3")
     app = _norm(tmp_path, {"interpreter": "pypy3"}, env={"PATH": str(tmp_path / "bin")})
-    assert app["interpreter"] == str(fake)
+    assert app.interpreter == str(fake)
 
 
 # ---------------------------------------------------------------- several apps, --only
@@ -694,8 +698,8 @@ def _three(tmp_path: Path) -> dict[str, Any]:
 )
 def test_only(tmp_path: Path, only: list[str] | None, names: list[str]) -> None:
     result = load_apps(_three(tmp_path), label="eco.toml", base_dir=tmp_path, only=only, client_env=ENV)
-    assert [a["name"] for a in result.apps] == names
-    assert [d.app["name"] for d in result.details] == names
+    assert [a.name for a in result.apps] == names
+    assert [d.app.name for d in result.details] == names
 
 
 @pytest.mark.parametrize(
@@ -739,7 +743,7 @@ def test_js_needing_node(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("")
     path = tmp_path / "ecosystem.config.js"
     path.write_text("module.exports = { apps: [{ name: 'a', script: 'app.py', env: { N: 1 + 2 } }] };\n")
-    assert load(path).apps[0]["env"] == {"N": "3"}
+    assert load(path).apps[0].env == {"N": "3"}
 
 
 # ---------------------------------------------------------------- docs

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from corral.core import deps
-from corral.core.deps import (
+from corral.core import depplan, deps
+from corral.core.appspec import AppSpec, from_wire
+from corral.core.depplan import (
     ArmWait,
     Begin,
     Blocked,
@@ -27,14 +28,14 @@ from corral.core.errors import ConfigError
 HEALTH = {"kind": "http", "target": "/h", "interval": 1000, "timeout": 500, "start_period": 2000, "failure_threshold": 3, "success_threshold": 1}
 
 
-def app(name: str, needs: Any = None, **kw: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name, "autorestart": True, "wait_ready": False, "listen_timeout": 3000, "health": None}
+def app(name: str, needs: Any = None, **kw: Any) -> AppSpec:
+    out: dict[str, Any] = {"name": name, "script": "x.py", "cwd": "/", "autorestart": True, "wait_ready": False, "listen_timeout": 3000, "health": None}
     out.update(kw)
     out["depends_on"] = deps.parse_depends_on(needs)
-    return out
+    return from_wire(out)
 
 
-def oneshot(name: str, needs: Any = None, **kw: Any) -> dict[str, Any]:
+def oneshot(name: str, needs: Any = None, **kw: Any) -> AppSpec:
     return app(name, needs, autorestart=False, **kw)
 
 
@@ -170,7 +171,7 @@ def check_invariants(s: PlanState) -> None:
 
 def run_plan(apps: Sequence[dict[str, Any]], steps: Sequence[tuple[float, Any]], names: Sequence[str] | None = None) -> tuple[PlanState, list[str]]:
     g = deps.validate(apps)
-    state = deps.new_plan(g, apps, names)
+    state = depplan.new_plan(g, apps, names)
     now = 1000.0
     out: list[str] = []
     timers: dict[str, int] = {}
@@ -307,7 +308,7 @@ def test_every_launch_follows_its_conditions_on_random_histories() -> None:
     apps = [oneshot("m"), app("db", health=HEALTH), app("api", {"db": "healthy", "m": "completed_successfully"}, wait_ready=True), app("web", ["api"]), app("w", {"api": "started"})]
     g = deps.validate(apps)
     for _ in range(300):
-        state = deps.new_plan(g, apps)
+        state = depplan.new_plan(g, apps)
         seen: dict[str, set[str]] = {n: set() for n in g.order}
         launched: list[str] = []
         state, effects = plan_step(state, Begin(), 0.0)

@@ -55,7 +55,7 @@ def test_convert_and_export_of_another_machine(tmp_path: Path, capsys: pytest.Ca
     from corral.tools.export import load as export_load
 
     loaded = export_load(str(eco), None, None)
-    assert [a["name"] for a in loaded.apps] == ["api", "site"]
+    assert [a.name for a in loaded.apps] == ["api", "site"]
     assert any(w.endswith("not on this machine") for w in loaded.warnings)
 
 

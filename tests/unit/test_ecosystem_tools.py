@@ -18,6 +18,7 @@ import yaml
 
 from corral.config.keys import KEYS
 from corral.config.loader import load_apps, load_ecosystem, python_interpreter
+from corral.core.appspec import AppSpec, to_wire
 from corral.core.errors import ConfigError, CorralError
 from corral.tools import ecosystem as et
 
@@ -324,8 +325,8 @@ def test_write_toml_and_yaml_keep_comments_and_quote_keys() -> None:
 # ---------------------------------------------------------------- convert
 
 
-def _strip(apps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in a.items() if k != "env_names"} for a in apps]
+def _strip(apps: list[AppSpec]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in to_wire(a).items() if k != "env_names"} for a in apps]
 
 
 @pytest.mark.parametrize("env_name", [None, "production"])
@@ -346,9 +347,9 @@ def test_convert_round_trip(capsys: pytest.CaptureFixture[str], tmp_path: Path, 
     after = load_ecosystem(out)
     assert _strip(after.apps) == _strip(before.apps)
     if env_name:
-        assert all(a["env_names"] == [] for a in after.apps)
+        assert all(a.env_names == [] for a in after.apps)
     else:
-        assert [a["env_names"] for a in after.apps] == [a["env_names"] for a in before.apps]
+        assert [a.env_names for a in after.apps] == [a.env_names for a in before.apps]
         # and --env still selects the same env from the converted file
         assert _strip(load_ecosystem(out, env_name="production").apps) == _strip(load_ecosystem(SAME / source, env_name="production").apps)
     assert after.warnings == []
@@ -437,7 +438,7 @@ def test_convert_shapes_become_apps_lists(capsys: pytest.CaptureFixture[str]) ->
         code, text, _ = corral(capsys, "ecosystem", "convert", str(SHAPES / name))
         assert code == 0
         apps = tomllib.loads(text)["apps"]
-        assert [a["name"] for a in apps] == [a["name"] for a in load_ecosystem(SHAPES / name).apps]
+        assert [a["name"] for a in apps] == [a.name for a in load_ecosystem(SHAPES / name).apps]
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
@@ -545,12 +546,12 @@ def test_init_python(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeyp
     prod = load_ecosystem(tmp_path / "ecosystem.toml", env_name="production")
     assert prod.warnings == [] and prod.notices == []
     web, worker = prod.apps
-    assert web["exec_mode"] == "cluster" and web["instances"] == "max" and web["listen"] == ["127.0.0.1:8000"]
-    assert web["script"] == "uvicorn" and web["interpreter_args"] == ["-m"]
-    assert web["env"] == {"APP_ENV": "production", "LOG_LEVEL": "info"}
-    assert worker["script"] == str(tmp_path / "worker.py")
+    assert web.exec_mode == "cluster" and web.instances == "max" and web.listen == ["127.0.0.1:8000"]
+    assert web.script == "uvicorn" and web.interpreter_args == ["-m"]
+    assert web.env == {"APP_ENV": "production", "LOG_LEVEL": "info"}
+    assert worker.script == str(tmp_path / "worker.py")
     dev = load_ecosystem(tmp_path / "ecosystem.toml", env_name="development")
-    assert dev.apps[0]["env"] == {"APP_ENV": "development", "LOG_LEVEL": "debug"}
+    assert dev.apps[0].env == {"APP_ENV": "development", "LOG_LEVEL": "debug"}
     code, out, err = corral(capsys, "ecosystem", "check", "--env", "production")
     assert code == 0 and "warnings:" not in out
 
@@ -572,8 +573,8 @@ def test_init_node(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = corral(capsys, "ecosystem", "init", "--node", "-o", str(tmp_path / "ecosystem.toml"))
     assert code == 0 and err == f"[corral] wrote {tmp_path}/ecosystem.toml\n"
     web, worker = load_ecosystem(tmp_path / "ecosystem.toml", env_name="production").apps
-    assert web["interpreter"] == NODE and web["exec_mode"] == "cluster"
-    assert worker["env"] == {"NODE_ENV": "production"}
+    assert web.interpreter == NODE and web.exec_mode == "cluster"
+    assert worker.env == {"NODE_ENV": "production"}
 
 
 def test_init_refuses_to_overwrite(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -629,9 +630,9 @@ def test_init_from_procfile(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert text.startswith("# ecosystem.toml: the processes of Procfile, one app per line.\n")
     assert "# Procfile line 3: python3 worker.py --queue 'high low'\n[[apps]]\n" in text
     apps = load_ecosystem(out).apps
-    assert [a["name"] for a in apps] == ["web", "worker", "clock", "release"]
-    assert apps[0]["script"] == shutil.which("sh") and apps[0]["interpreter"] == "none"
-    assert apps[1]["script"] == shutil.which("python3")
+    assert [a.name for a in apps] == ["web", "worker", "clock", "release"]
+    assert apps[0].script == shutil.which("sh") and apps[0].interpreter == "none"
+    assert apps[1].script == shutil.which("python3")
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 
+from corral.core.appspec import HealthConfig
 from corral.tools import export
 from tests.conftest import ROOT, pid_alive, wait_until, write
 
@@ -165,9 +167,10 @@ def test_k8s_names(name: str, k8s: str) -> None:
 
 def webapp_health() -> dict[str, Any] | None:
     from corral.config.loader import load_ecosystem
+    from corral.core.appspec import to_wire
 
     apps = load_ecosystem(WEBAPP, env_name="production", only=["webapp"]).apps
-    health: dict[str, Any] | None = next(a for a in apps if a["name"] == "webapp")["health"]
+    health: dict[str, Any] | None = to_wire(next(a for a in apps if a.name == "webapp"))["health"]
     return health
 
 
@@ -349,7 +352,7 @@ def test_probe_targets(health: dict[str, Any], action: dict[str, Any], tmp_path:
 
     spec = parse_health(health)
     assert spec is not None
-    got, _ = export.probe_action(spec, PORTS, export.Image(tmp_path), "/app")
+    got, _ = export.probe_action(msgspec.convert(spec, HealthConfig), PORTS, export.Image(tmp_path), "/app")
     assert got == action
 
 

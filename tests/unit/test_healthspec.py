@@ -14,15 +14,16 @@ import random
 from dataclasses import replace
 from typing import Any
 
+import msgspec
 import pytest
 
+from corral.core.appspec import HealthConfig
 from corral.core.healthspec import (
     HEALTH_KEYS,
     HealthSpec,
     HealthState,
     health_step,
     parse_health,
-    spec_from_config,
 )
 
 DEFAULTS = {
@@ -76,7 +77,7 @@ def test_parse_health_valid(table: Any, expected: dict[str, Any] | None) -> None
     assert parse_health(got) == got
     assert parse_health(parse_health(got)) == got
     # and it makes a spec with the durations in seconds
-    spec = spec_from_config(got)
+    spec = msgspec.convert(got, HealthConfig).spec()  # as the AppSpec holds it
     assert spec.kind == got["kind"] and spec.target == got["target"]
     assert spec.interval == got["interval"] / 1000 and spec.timeout == got["timeout"] / 1000
     assert spec.start_period == got["start_period"] / 1000

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from corral.core.appspec import AppSpec, from_wire
 from corral.core.cron import next_cron, validate_cron
 from corral.core.launch import (
     build_argv,
@@ -20,14 +21,14 @@ from corral.daemon.sdnotify import read_message
 from corral.system import listeners as listen
 
 
-def cfg(**keys: Any) -> dict[str, Any]:
+def cfg(**keys: Any) -> AppSpec:
     base: dict[str, Any] = {
         "name": "web", "script": "/srv/app.py", "interpreter": "/usr/bin/python3", "interpreter_args": [], "args": [],
         "env": {}, "instance_var": "NODE_APP_INSTANCE", "cwd": "/srv", "merge_logs": False,
         "out_file": "default", "error_file": "default", "log_file": None,
     }
     base.update(keys)
-    return base
+    return from_wire(base)
 
 
 @pytest.mark.parametrize(

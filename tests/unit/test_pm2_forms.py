@@ -67,9 +67,9 @@ def test_node_shebang_runs_under_node_with_node_args(tmp_path: Path) -> None:
     script(tmp_path, "node_modules/.bin/next", "#!/usr/bin/env node\nrequire('x')\n")
     app, _ = norm(tmp_path, {"name": "web", "script": "node_modules/.bin/next", "args": "start",
                              "node_args": "--max-old-space-size=3072", "instances": 4})
-    assert app["interpreter"] == NODE
-    assert app["interpreter_args"] == ["--max-old-space-size=3072"]
-    assert app["exec_mode"] == "cluster"  # PM2's default for node with instances
+    assert app.interpreter == NODE
+    assert app.interpreter_args == ["--max-old-space-size=3072"]
+    assert app.exec_mode == "cluster"  # PM2's default for node with instances
     from corral.config.loader import build_argv
 
     assert build_argv(app) == [NODE, "--max-old-space-size=3072", str(tmp_path / "node_modules/.bin/next"), "start"]
@@ -91,7 +91,7 @@ def test_node_shebang_runs_under_node_with_node_args(tmp_path: Path) -> None:
 def test_pm2_default_exec_mode(tmp_path: Path, raw: dict[str, Any], mode: str) -> None:
     script(tmp_path, raw["script"], "", executable=False)
     app, _ = norm(tmp_path, raw)
-    assert app["exec_mode"] == mode
+    assert app.exec_mode == mode
 
 
 def test_interpreter_none_with_args_is_an_error(tmp_path: Path) -> None:
@@ -109,16 +109,16 @@ def test_interpreter_none_with_args_is_an_error(tmp_path: Path) -> None:
 def test_python_shebang_takes_interpreter_args(tmp_path: Path) -> None:
     script(tmp_path, "tool", "#!/usr/bin/env python3\nprint(1)\n")
     app, _ = norm(tmp_path, {"name": "t", "script": "tool", "interpreter_args": "-X dev"})
-    assert app["interpreter"] == PY3 and app["interpreter_args"] == ["-X", "dev"]
+    assert app.interpreter == PY3 and app.interpreter_args == ["-X", "dev"]
     app, _ = norm(tmp_path, {"name": "t", "script": "tool"})  # no args: runs as its shebang says
-    assert app["interpreter"] == "none"
+    assert app.interpreter == "none"
 
 
 def test_bun_shebang_and_missing_bun(tmp_path: Path) -> None:
     script(tmp_path, "srv", "#!/usr/bin/env bun\nBun.serve({})\n")
     if shutil.which("bun"):
         app, _ = norm(tmp_path, {"name": "b", "script": "srv", "instances": 2})
-        assert program_kind(app["interpreter"]) == "bun" and app["exec_mode"] == "cluster"
+        assert program_kind(app.interpreter) == "bun" and app.exec_mode == "cluster"
     else:
         with pytest.raises(NotOnThisMachine) as e:
             norm(tmp_path, {"name": "b", "script": "srv"})
@@ -133,13 +133,13 @@ def test_bun_shebang_and_missing_bun(tmp_path: Path) -> None:
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
 def test_script_with_spaces_runs_through_bash(tmp_path: Path) -> None:
     app, warnings = norm(tmp_path, {"script": "npm start", "args": "--x"})
-    assert app["name"] == "npm start"  # PM2's name: the script's basename
-    assert app["script"] == BASH and app["args"] == ["-c", "npm start"] and app["interpreter"] == "none"
+    assert app.name == "npm start"  # PM2's name: the script's basename
+    assert app.script == BASH and app.args == ["-c", "npm start"] and app.interpreter == "none"
     assert any("'args' is ignored" in w for w in warnings)
     # A file whose name has a space is run as the file.
     script(tmp_path, "my app.py", "", executable=False)
     app, _ = norm(tmp_path, {"name": "x", "script": "my app.py"})
-    assert app["script"] == str(tmp_path / "my app.py")
+    assert app.script == str(tmp_path / "my app.py")
 
 
 @pytest.mark.parametrize(
@@ -160,13 +160,13 @@ def test_script_with_spaces_runs_through_bash(tmp_path: Path) -> None:
 def test_pm2_falsy_values_mean_unset(tmp_path: Path, key: str, value: Any, expected: Any) -> None:
     script(tmp_path, "app.py", "", executable=False)
     app, _ = norm(tmp_path, {"script": "app.py", key: value})
-    assert app[key] == expected
+    assert getattr(app, key) == expected
 
 
 def test_port_sets_port_and_the_cluster_socket(tmp_path: Path) -> None:
     script(tmp_path, "a.js", "", executable=False)
     app, _ = norm(tmp_path, {"script": "a.js", "port": 3000, "instances": 2})
-    assert app["env"]["PORT"] == "3000" and app["listen"] == ["0.0.0.0:3000"]
+    assert app.env["PORT"] == "3000" and app.listen == ["0.0.0.0:3000"]
 
 
 # ---------------------------------------------------------------- env_file
@@ -192,10 +192,10 @@ def test_env_file_precedence_and_paths(tmp_path: Path) -> None:
     (tmp_path / "conf" / "more.env").write_text("C=more\nD=more\n")
     raw = {"script": "app.py", "env_file": [".env", "conf/more.env"], "env": {"B": "env"}, "env_production": {"A": "prod"}}
     app, _ = norm(tmp_path, raw, env_name="production")
-    assert app["env"] == {"A": "prod", "B": "env", "C": "more", "D": "more"}
-    assert "file" not in app["env_names"]  # not an env table named "file"
+    assert app.env == {"A": "prod", "B": "env", "C": "more", "D": "more"}
+    assert "file" not in app.env_names  # not an env table named "file"
     app, _ = norm(tmp_path, {"script": "app.py", "env_file": ".env"})
-    assert app["env"] == {"A": "file", "B": "file", "C": "file"}
+    assert app.env == {"A": "file", "B": "file", "C": "file"}
 
 
 def test_env_file_missing_or_bad(tmp_path: Path) -> None:
@@ -227,8 +227,8 @@ def test_absolute_paths_of_another_machine(tmp_path: Path) -> None:
         load_apps(data, label="eco.js", base_dir=tmp_path)
     assert str(e.value) == "eco.js: app 'api': key 'cwd': folder /home/ubuntu/app does not exist"
     result = load_apps(data, label="eco.js", base_dir=tmp_path, here=False)
-    assert [a["name"] for a in result.apps] == ["api", "py", "int"]
-    assert result.apps[0]["script"] == "/home/ubuntu/app/dist/main.js"
+    assert [a.name for a in result.apps] == ["api", "py", "int"]
+    assert result.apps[0].script == "/home/ubuntu/app/dist/main.js"
     missing = [w for w in result.warnings if w.endswith("not on this machine")]
     assert len(missing) == 3, result.warnings
     # A relative path missing is a mistake in the file, on any machine.
@@ -260,13 +260,13 @@ def test_pm2_formats_split_args_as_pm2_and_toml_as_a_shell(tmp_path: Path) -> No
     raw = {"name": "a", "script": "app.js", "args": '--name="a b"'}
     js = normalize_app_detail(raw, label="eco.config.js", base_dir=tmp_path, client_env=os.environ)
     toml = normalize_app_detail(raw, label="eco.toml", base_dir=tmp_path, client_env=os.environ)
-    assert js.app["args"] == ['--name="a b"'] and toml.app["args"] == ["--name=a b"]
+    assert js.app.args == ['--name="a b"'] and toml.app.args == ["--name=a b"]
 
 
 def test_log_type_other_than_json_is_text_with_a_warning(tmp_path: Path) -> None:
     script(tmp_path, "app.js", "", executable=False)
     r = normalize_app_detail({"name": "a", "script": "app.js", "log_type": "format"}, label="e.config.js", base_dir=tmp_path)
-    assert r.app["log_type"] == "text" and any("log_type 'format'" in w for w in r.warnings)
+    assert r.app.log_type == "text" and any("log_type 'format'" in w for w in r.warnings)
 
 
 def test_pm2_key_deploy_env_and_export_const(tmp_path: Path) -> None:
@@ -274,11 +274,11 @@ def test_pm2_key_deploy_env_and_export_const(tmp_path: Path) -> None:
 
     script(tmp_path, "app.js", "", executable=False)
     result = load_apps({"pm2": [{"name": "legacy", "script": "app.js"}]}, label="p.json", base_dir=tmp_path)
-    assert [a["name"] for a in result.apps] == ["legacy"]
+    assert [a.name for a in result.apps] == ["legacy"]
     data = {"apps": [{"name": "d", "script": "app.js", "env": {"A": "app"}, "env_production": {"B": "prod"}}],
             "deploy": {"production": {"env": {"A": "deploy", "C": "deploy"}}}}
     prod = load_apps(data, label="e.config.js", base_dir=tmp_path, env_name="production").apps[0]
-    assert prod["env"] == {"A": "app", "B": "prod", "C": "deploy"}  # deploy env lowest, as PM2
-    assert load_apps(data, label="e.config.js", base_dir=tmp_path).apps[0]["env"] == {"A": "app"}
+    assert prod.env == {"A": "app", "B": "prod", "C": "deploy"}  # deploy env lowest, as PM2
+    assert load_apps(data, label="e.config.js", base_dir=tmp_path).apps[0].env == {"A": "app"}
     assert parse_js_literal("export const apps = [{ script: 'a.js' }];") == {"apps": [{"script": "a.js"}]}
     assert parse_js_literal("export const apps = []; export default { apps: [1] };") == {"apps": [1]}

@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from corral.core import deps
+from corral.core import depplan, deps
+from corral.core.appspec import AppSpec, from_wire
 from corral.core.startplan import StartPlanRunner, app_observation
 
 
-def app(name: str, needs: Any = None, **kw: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name, "autorestart": True, "wait_ready": False, "listen_timeout": 3000, "health": None}
+def app(name: str, needs: Any = None, **kw: Any) -> AppSpec:
+    out: dict[str, Any] = {"name": name, "script": "x.py", "cwd": "/", "autorestart": True, "wait_ready": False, "listen_timeout": 3000, "health": None}
     out.update(kw)
     out["depends_on"] = deps.parse_depends_on(needs)
-    return out
+    return from_wire(out)
 
 
 def test_runner_launches_in_order_and_finishes() -> None:
@@ -22,9 +23,9 @@ def test_runner_launches_in_order_and_finishes() -> None:
     launched: list[str] = []
     statuses: dict[str, str] = {}
 
-    async def main() -> deps.Finished:
+    async def main() -> depplan.Finished:
         g = deps.validate(apps)
-        runner = StartPlanRunner(deps.new_plan(g, apps), launch=launched.append, status=statuses.__setitem__)
+        runner = StartPlanRunner(depplan.new_plan(g, apps), launch=launched.append, status=statuses.__setitem__)
         runner.begin()
         assert launched == ["migrate"]
         assert statuses == {"web": "waiting for migrate (completed_successfully)", "worker": "waiting for web (ready)"}
@@ -42,10 +43,10 @@ def test_runner_times_out_on_the_dependencys_own_timeout() -> None:
     apps = [app("api", wait_ready=True, listen_timeout=200), app("web", ["api"])]
     statuses: dict[str, str] = {}
 
-    async def main() -> tuple[deps.Finished, float]:
+    async def main() -> tuple[depplan.Finished, float]:
         loop = asyncio.get_running_loop()
         g = deps.validate(apps)
-        runner = StartPlanRunner(deps.new_plan(g, apps), launch=lambda n: None, status=statuses.__setitem__)
+        runner = StartPlanRunner(depplan.new_plan(g, apps), launch=lambda n: None, status=statuses.__setitem__)
         t0 = loop.time()
         runner.begin()
         runner.observe("api", "started")

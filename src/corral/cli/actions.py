@@ -58,7 +58,7 @@ def cmd_reload(ns: argparse.Namespace) -> int:
         result = load_ecosystem(Path(first), env_name=ns.env, only=only, client_env=args["client_env"])
         for w in result.warnings:
             common.warn(f"warning: {w}")
-        args["apps"] = result.apps
+        args["apps"] = result.wire()
         args["source"] = str(Path(first).resolve())
         wanted = None
     else:

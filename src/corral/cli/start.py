@@ -73,10 +73,10 @@ def load(ns: argparse.Namespace, client_env: dict[str, str]) -> tuple[Any, str |
         ignored = sorted(set(flags) - set(overrides))
         if ignored:
             common.warn(f"warning: with an ecosystem file these options are ignored (set them in the file): {', '.join(ignored)}")
-        for app in result.apps:
-            if only:
-                app["autostart"] = True  # naming an app is asking for it
-            app.update(overrides)
+        from corral.core.appspec import replace
+
+        changes = {"autostart": True} if only else {}  # naming an app is asking for it
+        result.apps = [replace(app, **{**changes, **overrides}) for app in result.apps]
         return result, str(path.resolve())
     if looks_like_config(target) and not path.exists() and "name" not in flags:
         raise ConfigError("file not found", file=str(path.absolute()))
@@ -105,7 +105,7 @@ def cmd_start(ns: argparse.Namespace) -> int:
         common.warn(f"warning: {w}")
     for n in result.notices:
         common.warn(f"notice: {n}")
-    args: dict[str, Any] = {"apps": result.apps, "client_env": client_env, "source": source}
+    args: dict[str, Any] = {"apps": result.wire(), "client_env": client_env, "source": source}
     if daemon_takes("start", "wait"):  # an older daemon always waits
         args["wait"] = ns.wait
     with client.session() as s:

@@ -371,6 +371,9 @@ def render() -> str:
         "- Two apps with the same name, a `--only` name that is not in the file, an `env_<name>`"
         " that is not a table, a `cwd` or script that does not exist and an interpreter that is"
         " not found are errors too.",
+        "- Loaded, every app is one typed `AppSpec` (`corral/core/appspec.py`: one field per key"
+        " above, durations in ms, sizes in bytes); that is what `corral start` sends, what the"
+        " daemon checks once and keeps, and what `corral save` writes (docs/architecture.md).",
         "",
         "## A worked example",
         "",

@@ -1,10 +1,11 @@
 """Loading ecosystem files (Corral's TOML, YAML, JSON and PM2's JavaScript) into apps.
 
-The result of loading is a list of *normalised* app dicts: every alias
-resolved to its canonical key, every value parsed by its :class:`Key`,
-``env_<name>`` merged into ``env`` for the chosen environment, and paths
-made absolute.  Those dicts are what the CLI sends to the daemon and what
-the dump file stores.
+The result of loading is a list of typed :class:`~corral.core.appspec.AppSpec`:
+every alias resolved to its canonical key, every value parsed by its :class:`Key`,
+``env_<name>`` merged into ``env`` for the chosen environment, and paths made
+absolute.  The working dict is built from the ``KEYS`` table and turned into the
+spec once, at the end of :func:`normalize_app_detail`; the CLI sends the specs
+as plain data (:meth:`LoadResult.wire`) and the dump file stores the same.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from corral.config.keys import ALIASES, KEY_BY_NAME, KEYS, NODE_ONLY_KEYS
+from corral.core.appspec import AppSpec, to_wire
 from corral.core.errors import ConfigError
 from corral.core.launch import build_argv as build_argv
 
@@ -53,12 +57,16 @@ class NotOnThisMachine(ConfigError):
 
 @dataclass
 class LoadResult:
-    apps: list[dict[str, Any]]
+    apps: list[AppSpec]
     warnings: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     file: str | None = None
     # Per app, in the order of `apps`: what each key was written as, ignored keys...
     details: list[AppResult] = field(default_factory=list)
+
+    def wire(self) -> list[dict[str, Any]]:
+        """The apps as a request carries them (``start``, ``reload FILE``)."""
+        return [to_wire(a) for a in self.apps]
 
 
 def find_ecosystem(folder: Path) -> Path | None:
@@ -503,7 +511,7 @@ def _copy_default(default: Any) -> Any:
 class AppResult:
     """One normalised app and what was noticed on the way."""
 
-    app: dict[str, Any]
+    app: AppSpec
     warnings: list[str]
     ignored: list[str]
     canonical: Canonical
@@ -733,7 +741,13 @@ def normalize_app_detail(
         out["env"].setdefault("PORT", str(out["port"]))
         if out["exec_mode"] == "cluster" and not out["listen"]:
             out["listen"] = [f"0.0.0.0:{out['port']}"]
-    return AppResult(out, canon.warnings, canon.ignored, canon, parsed_envs)
+    # The one conversion from the working dict (every value parsed above) to the spec.
+    try:
+        spec = msgspec.convert(out, AppSpec)
+    except msgspec.ValidationError as e:  # a parser and its field disagree: a bug, said plainly
+        path = str(e).rpartition("`$.")[2].rstrip("`").split(".")[0].split("[")[0] or None
+        raise ConfigError(f"internal error: the loaded value does not fit the app spec ({e})", file=label, app=name, key=path)
+    return AppResult(spec, canon.warnings, canon.ignored, canon, parsed_envs)
 
 
 def _pm2_exec_mode(out: dict[str, Any], canon: Canonical) -> None:
@@ -806,7 +820,7 @@ def normalize_app(
     client_env: Mapping[str, str] | None = None,
     resolve: bool = True,
     here: bool = True,
-) -> tuple[dict[str, Any], list[str], list[str]]:
+) -> tuple[AppSpec, list[str], list[str]]:
     """Validate and normalise one app definition.
 
     Returns ``(app, warnings, ignored)``; raises ConfigError naming file, app and key.
@@ -860,7 +874,7 @@ def load_apps(
             here=here,
             deploy_env=deploy_env,
         )
-        name = detail.app["name"]
+        name = detail.app.name
         if name in first_index:
             raise ConfigError(
                 f"apps #{first_index[name] + 1} and #{index + 1} have the same name",
@@ -888,13 +902,13 @@ def load_apps(
             )
         if wanted:
             wanted = with_dependencies(graph, wanted)  # what they depend on comes along
-            details = [d for d in details if d.app["name"] in wanted]
+            details = [d for d in details if d.app.name in wanted]
     for detail in details:
         result.apps.append(detail.app)
         result.warnings.extend(detail.warnings)
         result.notices.extend(detail.ignored)
     result.details = details
-    if env_name and not any(env_name in a["env_names"] for a in result.apps):
+    if env_name and not any(env_name in a.env_names for a in result.apps):
         result.warnings.append(f"{label}: no app defines env_{env_name}; only 'env' applies")
     return result
 

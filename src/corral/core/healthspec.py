@@ -126,22 +126,6 @@ def parse_health(table: Any) -> dict[str, Any] | None:
     return out
 
 
-def spec_from_config(cfg: dict[str, Any]) -> HealthSpec:
-    return HealthSpec(
-        kind=cfg["kind"],
-        target=cfg["target"],
-        interval=cfg["interval"] / 1000.0,
-        timeout=cfg["timeout"] / 1000.0,
-        start_period=cfg["start_period"] / 1000.0,
-        failure_threshold=cfg["failure_threshold"],
-        success_threshold=cfg["success_threshold"],
-        status_min=cfg["status_min"],
-        status_max=cfg["status_max"],
-        expect_body=cfg["expect_body"],
-        liveness=cfg["liveness"],
-    )
-
-
 @dataclass(frozen=True)
 class HealthState:
     status: str = "starting"  # starting, healthy, unhealthy

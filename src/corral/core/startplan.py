@@ -1,4 +1,4 @@
-"""Runs a start plan (:mod:`corral.core.deps`) on the event loop: performs the planner's
+"""Runs a start plan (:mod:`corral.core.depplan`) on the event loop: performs the planner's
 effects and feeds it what the supervisor observes.
 
 The daemon creates one :class:`StartPlanRunner` per ``start`` of a file: ``launch``
@@ -6,7 +6,7 @@ starts an app's instances, ``status`` shows what an app waits for (or why it was
 started) in ``ls``/``describe``/jlist, and :meth:`observe` is called with every app-level
 change (``started``, ``online``, ``healthy``, ``unhealthy``, ``exited`` with its code,
 ``errored``, ``stopped``). :func:`app_observation` turns an app's instances into the
-one observation the planner reads. All decisions stay in :func:`corral.core.deps.plan_step`.
+one observation the planner reads. All decisions stay in :func:`corral.core.depplan.plan_step`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from corral.core.deps import (
+from corral.core.depplan import (
     ArmWait,
     Begin,
     Blocked,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from corral.core.appspec import AppSpec, as_dict
 from corral.logs.rotate import RotatePolicy, policy_from
 from corral.logs.sink import LineFormatter, LineFramer, LogEvents, LogFile, LogFiles
 from corral.system import osproc
@@ -122,7 +123,7 @@ class PipeReader:
 class LogSetup:
     """An app's log settings, worked out once per config (not per instance or spawn)."""
 
-    config: Mapping[str, Any]
+    config: AppSpec
     defaults: Mapping[str, Any]
     policy: RotatePolicy | None
 
@@ -142,11 +143,11 @@ class AppLogs:
         self._compressor: Any = None
         self._setups: dict[str, LogSetup] = {}
 
-    def setup(self, app: str, cfg: Mapping[str, Any]) -> LogSetup:
+    def setup(self, app: str, cfg: AppSpec) -> LogSetup:
         """The app's log settings for this config (configs are replaced, never changed in place)."""
         s = self._setups.get(app)
         if s is None or s.config is not cfg or s.defaults is not self.defaults:
-            s = LogSetup(cfg, self.defaults, policy_from(dict(cfg), self.defaults))
+            s = LogSetup(cfg, self.defaults, policy_from(as_dict(cfg), self.defaults))
             self._setups[app] = s
         return s
 

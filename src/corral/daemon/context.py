@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from corral.core.appspec import AppSpec
 from corral.daemon.control import ControlServer
 from corral.daemon.eventhub import EventHub
 from corral.daemon.logstream import LogStream
@@ -38,7 +39,7 @@ class DaemonContext(Protocol):
 
     async def stop_all(self) -> int: ...
 
-    def start_in_order(self, graph: Any, configs: list[dict[str, Any]], launches: dict[str, Callable[[], None]]) -> Any: ...
+    def start_in_order(self, graph: Any, specs: list[AppSpec], launches: dict[str, Callable[[], None]]) -> Any: ...
 
     def reload_logs(self) -> int: ...
 

@@ -15,20 +15,35 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.core.appspec import AppSpec, to_wire
 from corral.core.statemachine import Status
 from corral.daemon.dispatch import RequestError
 
 if TYPE_CHECKING:
     from corral.daemon.instance import App
 
+FIELDS = frozenset(AppSpec.__struct_fields__)
 RUNNING = (Status.ONLINE, Status.LAUNCHING, Status.WAITING_RESTART)
 
 
 def entries(apps: Iterable[App]) -> list[dict[str, Any]]:
     return [
-        {"config": app.config, "base_env": app.base_env, "running": any(i.state.status in RUNNING for i in app.instances)}
+        {"config": to_wire(app.spec), "base_env": app.base_env, "running": any(i.state.status in RUNNING for i in app.instances)}
         for app in apps
     ]
+
+
+def config_of(entry: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """An entry's app as the request boundary takes it. A dump is plain data (the spec as
+    :func:`corral.core.appspec.to_wire` writes it; older files hold the normalised dict
+    of the same keys): keys since removed are dropped with a note, keys since added
+    take their defaults, and the rest is checked like any request (``registry.decode_app``)."""
+    config: dict[str, Any] = entry["config"]
+    unknown = sorted(set(config) - FIELDS)
+    if unknown:
+        log(f"[daemon] dump: app {config.get('name')!r}: keys no longer known ignored: {', '.join(unknown)}")
+        config = {k: v for k, v in config.items() if k in FIELDS}
+    return config
 
 
 def write(path: Path, apps: list[dict[str, Any]]) -> None:

@@ -106,14 +106,14 @@ class EventHub:
 
     def _app_runner(self, name: str) -> HookRunner | None:
         app = self.sup.apps.get(name)
-        hooks = (app.config.get("hooks") if app is not None else None) or []
+        hooks = (app.spec.hooks if app is not None else None) or []
         if not hooks:
             self.app_runners.pop(name, None)
             return None
-        key = json.dumps(hooks, sort_keys=True)
+        key = json.dumps([h.table() for h in hooks], sort_keys=True)
         current = self.app_runners.get(name)
         if current is None or current[0] != key:
-            runner = HookRunner([spec_of(h, app=name) for h in hooks], log=lambda m: self.log(f"[{name}] {m}"))
+            runner = HookRunner([spec_of(h.table(), app=name) for h in hooks], log=lambda m: self.log(f"[{name}] {m}"))
             self.app_runners[name] = (key, runner)
             return runner
         return current[1]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from corral.core.healthspec import HealthSpec, HealthState, health_step, spec_from_config
+from corral.core.healthspec import HealthSpec, HealthState, health_step
 from corral.core.statemachine import Status
 from corral.daemon.probes import exec_probe, http_probe, run_probe, tcp_probe
 
@@ -57,7 +57,7 @@ class HealthManager:
         out: list[tuple[Any, App, Instance | None]] = []
         self.any_probe = False
         for app in self.sup.apps.values():
-            if not app.config.get("health"):
+            if not app.spec.health:
                 continue
             self.any_probe = True
             running = [i for i in app.instances if i.child is not None and i.state.status is Status.ONLINE]
@@ -70,11 +70,12 @@ class HealthManager:
 
     def _spec(self, app: App) -> HealthSpec:
         """The app's probe settings, parsed once per config (the scheduler ticks 10 times a second)."""
-        table = app.config["health"]
+        table = app.spec.health
         cached = self.specs.get(id(app))
         if cached is not None and cached[0] is table:
             return cached[1]
-        spec = spec_from_config(table)
+        assert table is not None  # only apps with a health table are probed
+        spec = table.spec()
         self.specs[id(app)] = (table, spec)
         return spec
 
@@ -103,7 +104,7 @@ class HealthManager:
                 del self.due[key]
 
     def _factory(self, app: App, inst: Instance | None, spec: HealthSpec) -> Callable[[], Awaitable[tuple[bool, str | None]]]:
-        cfg = app.config
+        cfg = app.spec
         port: str | None = None
         unix_path: str | None = None
         host = "127.0.0.1"
@@ -121,9 +122,9 @@ class HealthManager:
             port = env.get("PORT")
         target = spec.target
         if spec.kind == "exec":
-            env = dict(inst.env) if inst is not None and inst.env else dict(app.base_env, **cfg["env"])
+            env = dict(inst.env) if inst is not None and inst.env else dict(app.base_env, **cfg.env)
             argv = list(target) if isinstance(target, list) else [str(target)]
-            return lambda: exec_probe(argv, cfg["cwd"], env, self.watch_pid)
+            return lambda: exec_probe(argv, cfg.cwd, env, self.watch_pid)
         if ("{port}" in str(target) or "{listen}" in str(target)) and not port:
             problem = f"'{target}' needs a port, and the app has none (no listen socket, no PORT in its env)"
 

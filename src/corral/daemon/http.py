@@ -92,7 +92,7 @@ def metrics(daemon: Daemon) -> str:
     now = time.time()
 
     def labels(inst: Any, **extra: object) -> str:
-        base = {"app": inst.name, "id": inst.id, "instance": inst.index, "namespace": inst.app.config["namespace"], **extra}
+        base = {"app": inst.name, "id": inst.id, "instance": inst.index, "namespace": inst.app.spec.namespace, **extra}
         return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in base.items()) + "}"
 
     family("corral_process_status", "gauge", "1 for the state the process is in (launching, online, stopping, stopped, errored, waiting restart).")
@@ -123,7 +123,7 @@ def metrics(daemon: Daemon) -> str:
     family("corral_health_status", "gauge", "1 when the app's (or instance's) health probe passes, 0 when not.")
     lat: list[str] = []
     for app in daemon.sup.apps.values():
-        if not app.config.get("health"):
+        if not app.spec.health:
             continue
         holders: list[Any] = [app] if app.listeners else list(app.instances)
         for h in holders:

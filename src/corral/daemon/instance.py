@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from corral.config.keys import resolve_instances
+from corral.core.appspec import AppSpec
 from corral.core.launch import log_paths
-from corral.core.statemachine import Policy, ProcState, Status, is_ready
+from corral.core.statemachine import ProcState, Status, is_ready
 from corral.logs.sink import LineFormat, LineFormatter
 from corral.system import listeners as listen
 from corral.system import osproc
@@ -31,24 +32,6 @@ class Owner(Protocol):
 
     home: Home
     cpu_count: int
-
-
-def policy_from_config(cfg: dict[str, Any]) -> Policy:
-    exp = cfg.get("exp_backoff_restart_delay")
-    watchdog = cfg.get("watchdog_sec")
-    return Policy(
-        autorestart=bool(cfg["autorestart"]),
-        max_restarts=int(cfg["max_restarts"]),
-        min_uptime=cfg["min_uptime"] / 1000.0,
-        restart_delay=cfg["restart_delay"] / 1000.0,
-        exp_backoff=exp / 1000.0 if exp else None,
-        stop_exit_codes=frozenset(cfg["stop_exit_codes"]),
-        kill_timeout=cfg["kill_timeout"] / 1000.0,
-        kill_signal=cfg["kill_signal"],
-        wait_ready=bool(cfg["wait_ready"]),
-        listen_timeout=cfg["listen_timeout"] / 1000.0,
-        watchdog=watchdog / 1000.0 if watchdog else None,
-    )
 
 
 @dataclass(eq=False)
@@ -82,19 +65,19 @@ class Instance:
         self.refresh_format()
 
     def refresh_format(self) -> None:
-        cfg = self.app.config
+        cfg = self.app.spec
         self.formatter = LineFormatter(
             LineFormat(
-                kind=cfg["log_type"],
-                app_name=cfg["name"],
+                kind=cfg.log_type,
+                app_name=cfg.name,
                 process_id=self.id,
-                date_format=cfg["log_date_format"],
+                date_format=cfg.log_date_format,
             )
         )
 
     @property
     def name(self) -> str:
-        return str(self.app.config["name"])
+        return str(self.app.spec.name)
 
     def is_ready(self, now: float | None = None) -> bool:
         """Ready to serve: the state machine says so and, when probed per instance,
@@ -108,11 +91,11 @@ class Instance:
     @property
     def several(self) -> bool:
         """Whether the app has (or had, counting this one) more than one instance: suffixed files."""
-        return resolve_instances(self.app.config["instances"], self.app.sup.cpu_count) > 1 or self.index > 0
+        return resolve_instances(self.app.spec.instances, self.app.sup.cpu_count) > 1 or self.index > 0
 
     def log_paths(self) -> dict[str, str | None]:
         """The instance's log paths, worked out once per config (and instance count)."""
-        cfg = self.app.config
+        cfg = self.app.spec
         several = self.several
         cached = self._paths
         if cached is None or cached[0] is not cfg or cached[1] != several:
@@ -124,7 +107,7 @@ class Instance:
 @dataclass(eq=False)
 class App:
     sup: Owner  # the Supervisor
-    config: dict[str, Any]
+    spec: AppSpec
     base_env: dict[str, str]
     instances: list[Instance] = field(default_factory=list)
     listeners: list[listen.Listener] = field(default_factory=list)
@@ -139,22 +122,22 @@ class App:
     def bind_listeners(self) -> None:
         """Bind the app's shared sockets (cluster mode); keeps those already bound to
         the same address, closes those no longer configured. Raises ListenError."""
-        cfg = self.config
+        cfg = self.spec
         wanted: list[str] = []
-        if cfg["exec_mode"] == "cluster" and cfg["listen"] and cfg.get("reuse_port"):
+        if cfg.exec_mode == "cluster" and cfg.listen and cfg.reuse_port:
             # each instance binds its own socket; check now that the addresses can be had
-            for i, address in enumerate(cfg["listen"]):
+            for i, address in enumerate(cfg.listen):
                 if not address.startswith("unix:"):
-                    listen.bind(address, listen.listener_name(address, i, cfg.get("listen_names")), backlog=1, reuse_port=True).close()
-        if cfg["exec_mode"] == "cluster" and cfg["listen"] and not cfg.get("reuse_port"):
-            wanted = list(cfg["listen"])
-        backlog = cfg.get("backlog") or listen.DEFAULT_BACKLOG
+                    listen.bind(address, listen.listener_name(address, i, cfg.listen_names), backlog=1, reuse_port=True).close()
+        if cfg.exec_mode == "cluster" and cfg.listen and not cfg.reuse_port:
+            wanted = list(cfg.listen)
+        backlog = cfg.backlog or listen.DEFAULT_BACKLOG
         existing = {ls.address: ls for ls in self.listeners}
         bound: list[listen.Listener] = []
         fresh: list[listen.Listener] = []
         try:
             for i, address in enumerate(wanted):
-                name = listen.listener_name(address, i, cfg.get("listen_names"))
+                name = listen.listener_name(address, i, cfg.listen_names)
                 ls = existing.get(address)
                 if ls is not None:
                     ls.name = name
@@ -174,14 +157,14 @@ class App:
 
     def instance_sockets(self) -> tuple[list[listen.Listener], list[listen.Listener]]:
         """(sockets to pass to a new instance, those to close after its spawn: reuse_port's own)."""
-        cfg = self.config
-        if cfg["exec_mode"] != "cluster" or not cfg["listen"]:
+        cfg = self.spec
+        if cfg.exec_mode != "cluster" or not cfg.listen:
             return [], []
-        if not cfg.get("reuse_port"):
+        if not cfg.reuse_port:
             return self.listeners, []
         own = []
-        for i, address in enumerate(cfg["listen"]):
-            own.append(listen.bind(address, listen.listener_name(address, i, cfg.get("listen_names")), backlog=cfg.get("backlog") or listen.DEFAULT_BACKLOG, reuse_port=True))
+        for i, address in enumerate(cfg.listen):
+            own.append(listen.bind(address, listen.listener_name(address, i, cfg.listen_names), backlog=cfg.backlog or listen.DEFAULT_BACKLOG, reuse_port=True))
         return own, own
 
     def close_listeners(self) -> None:
@@ -198,7 +181,7 @@ class App:
         from corral.daemon.nodelink import AppNodeSockets
 
         if self.node_sockets is None:
-            self.node_sockets = AppNodeSockets(backlog=self.config.get("backlog") or listen.DEFAULT_BACKLOG)
+            self.node_sockets = AppNodeSockets(backlog=self.spec.backlog or listen.DEFAULT_BACKLOG)
         self.node_sockets.adopt_listeners([ls.sock for ls in self.listeners])
         return self.node_sockets
 
@@ -207,16 +190,16 @@ class App:
         serves: a shared `listen` socket, or a node app in cluster mode."""
         from corral.daemon.nodelink import cluster_worker
 
-        cfg = self.config
-        return cfg["exec_mode"] == "cluster" and (bool(cfg["listen"]) or cluster_worker(cfg))
+        cfg = self.spec
+        return cfg.exec_mode == "cluster" and (bool(cfg.listen) or cluster_worker(cfg))
 
     def listen_signature(self) -> tuple[Any, ...]:
-        cfg = self.config
-        return (cfg["exec_mode"], tuple(cfg["listen"]), cfg.get("reuse_port"), cfg.get("backlog"))
+        cfg = self.spec
+        return (cfg.exec_mode, tuple(cfg.listen), cfg.reuse_port, cfg.backlog)
 
     @property
     def name(self) -> str:
-        return str(self.config["name"])
+        return str(self.spec.name)
 
 
-__all__ = ["App", "Instance", "Status", "policy_from_config"]
+__all__ = ["App", "Instance", "Status"]

@@ -28,14 +28,14 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
+from corral.core.appspec import AppSpec
 from corral.core.launch import LaunchPlan
 from corral.daemon import nodeipc
-from corral.node import is_node_app
+from corral.node import program_kind
 from corral.system.listeners import SD_LISTEN_FDS_START
 
 # The channel's fd in the child: high, so that the listen shim's moves to 3, 4, ...
@@ -43,12 +43,12 @@ from corral.system.listeners import SD_LISTEN_FDS_START
 CHANNEL_FD_MIN = 64
 
 
-def wants_channel(cfg: Mapping[str, Any]) -> bool:
-    return is_node_app(dict(cfg))
+def wants_channel(cfg: AppSpec) -> bool:
+    return cfg.interpreter is not None and program_kind(cfg.interpreter) == "node"
 
 
-def cluster_worker(cfg: Mapping[str, Any]) -> bool:
-    return wants_channel(cfg) and cfg.get("exec_mode") == "cluster"
+def cluster_worker(cfg: AppSpec) -> bool:
+    return wants_channel(cfg) and cfg.exec_mode == "cluster"
 
 
 @dataclass
@@ -94,7 +94,7 @@ def with_channel(plan: LaunchPlan, pending: Pending) -> LaunchPlan:
     return replace(plan, env=env, pass_fds=(*plan.pass_fds, pending.child_fd))
 
 
-def prepare(cfg: Mapping[str, Any], instance_id: int) -> Pending | None:
+def prepare(cfg: AppSpec, instance_id: int) -> Pending | None:
     """A channel for a node instance (None for any other app)."""
     if not wants_channel(cfg):
         return None

@@ -14,12 +14,14 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from corral.core.deps import Graph, new_plan, parse_depends_on, stop_levels
+from corral.core.depplan import new_plan
+from corral.core.deps import Graph, stop_levels
 from corral.core.events import BLOCKED, WAITING
 from corral.core.startplan import StartPlanRunner, app_observation
 from corral.core.statemachine import Status
 
 if TYPE_CHECKING:
+    from corral.core.appspec import AppSpec
     from corral.daemon.supervisor import App, Instance, Supervisor
 
 POLL = 0.1  # seconds: health changes do not always pass through the state machine
@@ -29,7 +31,7 @@ def observations(app: App) -> list[tuple[str, int | None]]:
     insts = list(app.instances)
     statuses = [str(i.state.status) for i in insts]
     healthy: list[bool | None] = []
-    if app.config.get("health"):
+    if app.spec.health is not None:
         holders: list[Any] = [app] if app.listeners else insts
         healthy = [h.health is not None and h.health.status == "healthy" for h in holders]
     codes = [i.state.exit_code if i.state.status is Status.STOPPED and i.state.exit_signal is None else (-1 if i.state.exit_signal else None) for i in insts]
@@ -42,9 +44,9 @@ class StartOrder:
         self.sup = daemon.sup
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, graph: Graph, configs: list[dict[str, Any]], launches: dict[str, Callable[[], None]]) -> StartPlanRunner:
-        by_name = {c["name"]: c for c in configs}
-        apps = [by_name.get(n) or self.sup.apps[n].config for n in graph.order if n in by_name or n in self.sup.apps]
+    def start(self, graph: Graph, specs: list[AppSpec], launches: dict[str, Callable[[], None]]) -> StartPlanRunner:
+        by_name = {c.name: c for c in specs}
+        apps = [by_name.get(n) or self.sup.apps[n].spec for n in graph.order if n in by_name or n in self.sup.apps]
 
         def launch(name: str) -> None:
             app = self.sup.apps.get(name)
@@ -100,14 +102,14 @@ def graph_of(apps: Iterable[App]) -> Graph:
     needs: dict[str, tuple[Dependency, ...]] = {}
     for name, app in by_name.items():
         items = []
-        for d in parse_depends_on(app.config.get("depends_on")):
-            target = by_name.get(d["name"])
+        for d in app.spec.depends_on:
+            target = by_name.get(d.name)
             if target is None:
                 continue
-            cond = d["condition"]
+            cond = d.condition
             if cond == "default":
-                cond = COMPLETED_OK if is_one_shot(target.config) else READY
-            items.append(Dependency(d["name"], cond))
+                cond = COMPLETED_OK if is_one_shot(target.spec) else READY
+            items.append(Dependency(d.name, cond))
         needs[name] = tuple(items)
     return Graph(order=tuple(by_name), needs=needs)
 

@@ -89,7 +89,7 @@ class InstanceProcesses:
         self._draining: dict[int, nodeipc.NodeChannel] = {}
 
     def build_env(self, inst: Instance) -> dict[str, str]:
-        return build_env(inst.app.config, inst.app.base_env, index=inst.index, instance_id=inst.id, home=self.home)
+        return build_env(inst.app.spec, inst.app.base_env, index=inst.index, instance_id=inst.id, home=self.home)
 
     def _ensure_notify(self, inst: Instance) -> str:
         if inst.notify is None:
@@ -97,7 +97,7 @@ class InstanceProcesses:
                 self.loop,
                 endpoint_address(id(inst)),
                 lambda pid, msg: self.on_notify(inst, pid, msg),
-                uids=notify_uids(inst.app.config.get("uid")),
+                uids=notify_uids(inst.app.spec.uid),
                 on_ignored=self.log,
             )
         return inst.notify.address
@@ -134,7 +134,7 @@ class InstanceProcesses:
 
     def spawn(self, inst: Instance) -> None:
         """Build the plan and start it off the loop; ``Spawned`` or ``SpawnFailed`` follows."""
-        cfg = inst.app.config
+        cfg = inst.app.spec
         inst.status_text = None
         to_close: list[listen.Listener] = []
         pending: nodelink.Pending | None = None
@@ -154,7 +154,7 @@ class InstanceProcesses:
             pending = nodelink.prepare(cfg, inst.id)
             if pending is not None:
                 plan = nodelink.with_channel(plan, pending)
-            if cfg.get("wait_ready") or cfg.get("watchdog_sec"):
+            if cfg.wait_ready or cfg.watchdog_sec:
                 # apps that report readiness: also a pipe for those without datagram sockets
                 ready = readypipe.ready_pipe()
                 ready = (ready[0], readypipe.child_end(ready[1]))
@@ -192,9 +192,9 @@ class InstanceProcesses:
 
     def _spawned(self, inst: Instance, child: osproc.Child) -> None:
         """The process exists: wire its exit, output, pid file and cgroup, then tell the state machine."""
-        cfg = inst.app.config
-        if cfg.get("memory_max") or cfg.get("cpu_max"):
-            inst.cgroup, notice = self.limits.apply(inst.app.name, f"corral-{inst.app.name}-{inst.id}", child.pid, cfg.get("memory_max"), cfg.get("cpu_max"))
+        cfg = inst.app.spec
+        if cfg.memory_max or cfg.cpu_max:
+            inst.cgroup, notice = self.limits.apply(inst.app.name, f"corral-{inst.app.name}-{inst.id}", child.pid, cfg.memory_max, cfg.cpu_max)
             if notice:
                 self.announce(inst, "notice", notice)
         inst.child = child
@@ -204,7 +204,7 @@ class InstanceProcesses:
         self.reaper.watch(child.pid, lambda status: self.child_exited(child.pid, status), child.pidfd)
         child.pidfd = None  # the reaper's now
         self._read_output(inst, child)
-        path = pid_file_path(cfg, inst.index, resolve_instances(cfg["instances"], self.cpu_count) > 1)
+        path = pid_file_path(cfg, inst.index, resolve_instances(cfg.instances, self.cpu_count) > 1)
         if path:
             error = write_pid_file(path, child.pid)
             if error:
@@ -214,7 +214,7 @@ class InstanceProcesses:
     def _attach_node(self, inst: Instance, pending: nodelink.Pending) -> None:
         """A node instance's IPC channel: readiness from process.send('ready'); in cluster
         mode, its listen() served with the app's shared socket (Corral as Node's primary)."""
-        sockets = inst.app.shared_node_sockets() if nodelink.cluster_worker(inst.app.config) else None
+        sockets = inst.app.shared_node_sockets() if nodelink.cluster_worker(inst.app.spec) else None
         old = inst.node
         if old is not None:
             old.close()
@@ -251,7 +251,7 @@ class InstanceProcesses:
 
     def _read_output(self, inst: Instance, child: osproc.Child) -> None:
         paths = inst.log_paths()
-        policy = self.logs.setup(inst.app.name, inst.app.config).policy
+        policy = self.logs.setup(inst.app.name, inst.app.spec).policy
 
         def publish(stream: str, lines: list[bytes], ts: float) -> None:
             self.publish(inst, stream, lines, ts)
@@ -269,7 +269,7 @@ class InstanceProcesses:
         if child is None:
             return
         channel = inst.node
-        if sig != "SIGKILL" and channel is not None and nodelink.cluster_worker(inst.app.config):
+        if sig != "SIGKILL" and channel is not None and nodelink.cluster_worker(inst.app.spec):
             # A Node cluster worker stops as under PM2: first disconnect (it closes its
             # listening handles and lets open requests finish), then the kill signal; the
             # state machine's kill_timeout still ends it with SIGKILL.

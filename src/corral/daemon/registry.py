@@ -3,7 +3,8 @@ validated in full before the daemon allocates anything for them, then
 registered all or nothing.
 
 * :func:`client_env` is the one conversion of a request's ``client_env``.
-* :meth:`Registry.validate` normalises each definition, checks that names are
+* :func:`decode_app` decodes and checks each definition (once: see its doc);
+  :meth:`Registry.validate` checks that names are
   unique and that the daemon-wide ceiling on instances (``[daemon]
   max_instances`` in corral.toml) holds, naming the app and key.
 * :meth:`Registry.bind_all` registers new apps (binding their sockets) and,
@@ -14,11 +15,14 @@ registered all or nothing.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from corral.config.keys import resolve_instances
-from corral.config.loader import normalize_app
+import msgspec
+
+from corral.config.keys import KEYS, resolve_instances, short
+from corral.core.appspec import AppSpec, as_dict, from_wire
 from corral.core.errors import ConfigError
 from corral.daemon.dispatch import RequestError
 from corral.system import listeners as listen
@@ -28,7 +32,62 @@ if TYPE_CHECKING:
     from corral.daemon.instance import App
     from corral.daemon.supervisor import Supervisor
 
-Changed = list[tuple["App", dict[str, Any]]]
+Changed = list[tuple["App", AppSpec]]
+
+
+def decode_app(raw: Any, index: int = 0) -> AppSpec:
+    """One app of a request as an :class:`AppSpec`: the one place the daemon checks a
+    client's definition, before anything is allocated.
+
+    The daemon trusts no client, and the types a spec declares do not say everything
+    a key accepts (ranges, signal names, cron patterns, names that become file names...).
+    So, once: ``msgspec.convert`` checks the shape and types (unknown fields refused),
+    then every key's parser from ``KEYS`` must read the value as itself (a loaded app is
+    a fixed point of its parsers: nothing is re-normalised, a value the loader would not
+    have produced is refused), then the paths: ``cwd`` absolute, and log and pid files
+    no other user can redirect (``safefs.check_app_files``).
+    """
+    name = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else f"#{index + 1}"
+    where = f"request: app '{name}'"
+    try:
+        spec = from_wire(raw)
+    except msgspec.ValidationError as e:
+        raise RequestError("bad_config", f"{where}: {_field_error(str(e))}")
+    for key in KEYS:
+        value = getattr(spec, key.name)
+        plain = _PLAIN.get(key.name, msgspec.to_builtins)(value)
+        try:
+            parsed = key.parse(plain)
+        except ValueError as e:
+            raise RequestError("bad_config", f"{where}: key '{key.name}': {e}")
+        if parsed != plain:
+            raise RequestError("bad_config", f"{where}: key '{key.name}': {short(plain)} is not as loaded (it reads as {short(parsed)})")
+    if not os.path.isabs(spec.cwd):
+        raise RequestError("bad_config", f"{where}: key 'cwd' must be absolute")
+    try:
+        safefs.check_app_files(as_dict(spec))  # another uid's app: no log/pid path it could redirect
+    except ConfigError as e:
+        raise RequestError("bad_config", e.render())
+    return spec
+
+
+# A field's value as its key's parser returns it, where that is not msgspec.to_builtins.
+_PLAIN: dict[str, Callable[[Any], Any]] = {"hooks": lambda hooks: [h.table() for h in hooks]}
+
+_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def _field_error(message: str) -> str:
+    """msgspec's ``Expected `int`, got `str` - at `$.kill_timeout``` as ``key 'kill_timeout': expected ...``."""
+    m = _AT.match(message)
+    what, path = (m.group("what"), m.group("path")) if m else (message, None)
+    missing = re.match(r"Object (missing required|contains unknown) field `([^`]+)`", what)
+    if missing:
+        field = ((path or "").lstrip(".") + "." + missing.group(2)).lstrip(".")
+        return f"key '{field}': " + ("is required" if missing.group(1) == "missing required" else "unknown key")
+    if path:
+        return f"key '{path.lstrip('.')}': {what[:1].lower()}{what[1:]}"
+    return f"{what[:1].lower()}{what[1:]}"
 
 
 def client_env(value: Any) -> dict[str, str]:
@@ -43,31 +102,14 @@ class Registry:
 
     # ------------------------------------------------------------ validation
 
-    def validate(self, raw_apps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Normalised definitions, or RequestError naming the app and key."""
-        apps = []
-        for i, raw in enumerate(raw_apps):
-            name = raw.get("name") if isinstance(raw.get("name"), str) else f"#{i + 1}"
-            clean = {k: v for k, v in raw.items() if k != "env_names"}
-            try:
-                app, _warnings, _ignored = normalize_app(clean, label="request", resolve=False)
-            except ConfigError as e:
-                raise RequestError("bad_config", e.render())
-            env_names = raw.get("env_names", [])
-            if not isinstance(env_names, list) or not all(isinstance(e, str) for e in env_names):
-                raise RequestError("bad_config", f"request: app '{name}': key 'env_names' must be a list of strings")
-            app["env_names"] = env_names
-            if not os.path.isabs(app["cwd"]):
-                raise RequestError("bad_config", f"request: app '{name}': key 'cwd' must be absolute")
-            try:
-                safefs.check_app_files(app)  # another uid's app: no log/pid path it could redirect
-            except ConfigError as e:
-                raise RequestError("bad_config", e.render())
-            apps.append(app)
-        names = [a["name"] for a in apps]
+    def validate(self, raw_apps: list[Any]) -> list[AppSpec]:
+        """The request's apps decoded (:func:`decode_app`), with unique names and within
+        the instance ceiling, or RequestError naming the app and key."""
+        apps = [decode_app(raw, i) for i, raw in enumerate(raw_apps)]
+        names = [a.name for a in apps]
         if len(set(names)) != len(names):
             raise RequestError("bad_config", "request: two apps have the same name")
-        self.check_ceiling({a["name"]: resolve_instances(a["instances"], self.sup.cpu_count) for a in apps})
+        self.check_ceiling({a.name: resolve_instances(a.instances, self.sup.cpu_count) for a in apps})
         return apps
 
     def ceiling(self) -> int:
@@ -97,20 +139,20 @@ class Registry:
 
     # ------------------------------------------------------------ registration
 
-    def bind_all(self, configs: Iterable[dict[str, Any]], env: dict[str, str], source: str | None, *, redefine: bool) -> tuple[list[App], Changed]:
+    def bind_all(self, specs: Iterable[AppSpec], env: dict[str, str], source: str | None, *, redefine: bool) -> tuple[list[App], Changed]:
         """Register every new app (binding its sockets); with ``redefine``, also give known
         apps their new definition.  All or nothing: a socket that cannot be bound undoes
         the rest and raises ListenError."""
         added: list[App] = []
         changed: Changed = []
         try:
-            for cfg in configs:
-                existing = self.sup.apps.get(cfg["name"])
+            for spec in specs:
+                existing = self.sup.apps.get(spec.name)
                 if existing is None:
-                    added.append(self.sup.add_app(cfg, env, source=source))
+                    added.append(self.sup.add_app(spec, env, source=source))
                 elif redefine:
-                    previous = existing.config
-                    self.sup.set_config(existing, cfg)
+                    previous = existing.spec
+                    self.sup.set_spec(existing, spec)
                     changed.append((existing, previous))
         except listen.ListenError:
             self.rollback(added, changed)
@@ -123,6 +165,6 @@ class Registry:
             self.sup.apps.pop(app.name, None)
         for app, previous in reversed(changed):
             try:
-                self.sup.set_config(app, previous)
+                self.sup.set_spec(app, previous)
             except listen.ListenError as e:
                 self.sup.log(f"[daemon] {app.name}: could not restore its sockets: {e}")

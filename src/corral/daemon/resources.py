@@ -46,7 +46,7 @@ class UsageMonitor:
     def current_interval(self) -> float:
         if self.interval:
             return self.interval
-        if any(app.config.get("max_memory_restart") for app in self.sup.apps.values()):
+        if any(app.spec.max_memory_restart for app in self.sup.apps.values()):
             return FAST_INTERVAL
         return SLOW_INTERVAL
 
@@ -87,9 +87,9 @@ class UsageMonitor:
             child = inst.child
             if child is None:
                 continue
-            cfg = inst.app.config
-            limit = cfg.get("max_memory_restart")
-            mode = cfg.get("memory_limit_mode") or "pss"
+            cfg = inst.app.spec
+            limit = cfg.max_memory_restart
+            mode = cfg.memory_limit_mode or "pss"
             usage = sampler.sample_tree(self.trees, id(inst), child.pid, procs, kids, now, want_pss=False, keep=False)
             if usage is not None and limit and mode == "pss" and self.pss and usage.rss > limit:
                 # PSS is never above RSS: only a tree already over the limit by RSS needs the

@@ -136,7 +136,7 @@ class Rollout:
             why = await self.wait_ready(old, planned) if old.state.policy.autorestart else None
             if why is not None:
                 raise RequestError("reload_failed", f"{app.name}: instance {old.index} {why}")
-        single = len(olds) == 1 and app.config["exec_mode"] == "fork"
+        single = len(olds) == 1 and app.spec.exec_mode == "fork"
         msg = "fork mode with one instance and no shared socket: reload falls back to restart" if single else "no shared listen socket: rolling restart, one instance at a time"
         return {"name": app.name, "mode": "restart", "replaced": len(olds), "message": msg}
 

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from corral.core.appspec import AppSpec
 from corral.core.errors import ConfigError, CorralError
 from corral.system.paths import Home
 
@@ -104,8 +105,9 @@ class Output:
             pass
 
 
-def load(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+def load(ns: argparse.Namespace) -> tuple[list[AppSpec], str]:
     from corral.config.loader import find_ecosystem, load_ecosystem
+    from corral.core.appspec import replace
 
     path = Path(ns.ecosystem) if ns.ecosystem else find_ecosystem(Path.cwd())
     if path is None:
@@ -116,19 +118,20 @@ def load(ns: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
         sys.stderr.write(f"corral-runtime: warning: {w}\n")
     for n in result.notices:
         sys.stderr.write(f"corral-runtime: notice: {n}\n")
-    apps = result.apps
-    for app in apps:
-        if only:
-            app["autostart"] = True  # naming an app is asking for it
+    apps = []
+    for app in result.apps:
+        changes: dict[str, Any] = {"autostart": True} if only else {}  # naming an app is asking for it
         # in a container, output goes to our stdout/stderr; files only where the config
         # names them (and our own stdout/stderr named as a file would double every line)
         for key in ("out_file", "error_file", "log_file"):
-            if app[key] == "default" or app[key] in STD_STREAMS:
-                app[key] = None
+            value = getattr(app, key)
+            if value == "default" or value in STD_STREAMS:
+                changes[key] = None
+        apps.append(replace(app, **changes))
     return apps, str(path.resolve())
 
 
-async def run(ns: argparse.Namespace, apps: list[dict[str, Any]], source: str, home: Home) -> int:
+async def run(ns: argparse.Namespace, apps: list[AppSpec], source: str, home: Home) -> int:
     from corral.core.statemachine import Status
     from corral.daemon.lifecycle import install_signals, start_http
     from corral.daemon.server import Daemon
@@ -216,7 +219,7 @@ def one_shot_failure(sup: Any) -> int | None:
     from corral.core.statemachine import Status
 
     for app in sup.apps.values():
-        if app.config.get("autorestart", True):
+        if app.spec.autorestart:
             continue
         for inst in app.instances:
             st = inst.state
@@ -231,7 +234,7 @@ def only_one_shots_done(sup: Any) -> bool:
 
     apps = list(sup.apps.values())
     return bool(apps) and all(
-        not a.config.get("autorestart", True) and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in a.instances) for a in apps
+        not a.spec.autorestart and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in a.instances) for a in apps
     )
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from corral import __version__
+from corral.core.appspec import AppSpec
 from corral.core.errors import ConfigError
 from corral.core.statemachine import Status
 from corral.daemon.control import ControlServer
@@ -121,16 +122,16 @@ class Daemon:
 
     # ------------------------------------------------------------ actions (also for corral-runtime)
 
-    async def start_apps(self, apps: list[dict[str, Any]], env: dict[str, str], source: str | None = None) -> dict[str, Any]:
+    async def start_apps(self, apps: list[AppSpec], env: dict[str, str], source: str | None = None) -> dict[str, Any]:
         """What ``start`` does: RequestError, ConfigError or ListenError when refused."""
         from corral.core import commands
 
         result: dict[str, Any] = await self.dispatcher.handlers[commands.START]({"apps": apps, "client_env": env, "source": source, "wait": True})
         return result
 
-    def start_in_order(self, graph: Any, configs: list[dict[str, Any]], launches: dict[str, Callable[[], None]]) -> Any:
+    def start_in_order(self, graph: Any, specs: list[AppSpec], launches: dict[str, Callable[[], None]]) -> Any:
         """Launch ``launches`` (app name -> action) in the order of ``graph``: a StartPlanRunner."""
-        return self.order.start(graph, configs, launches)
+        return self.order.start(graph, specs, launches)
 
     async def stop_all(self) -> int:
         instances = self.sup.instances()
@@ -157,8 +158,8 @@ class Daemon:
         """Under systemd, READY=1 once every autostart app is online."""
         if self.systemd.sent or not self.systemd.wanted():
             return
-        apps = [a for a in self.sup.apps.values() if a.config["autostart"]]
-        done = [a for a in apps if not a.config.get("autorestart", True) and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in a.instances)]
+        apps = [a for a in self.sup.apps.values() if a.spec.autostart]
+        done = [a for a in apps if not a.spec.autorestart and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in a.instances)]
         if all(i.state.status is Status.ONLINE for a in apps if a not in done for i in a.instances):
             self.systemd.ready(f"{sum(len(a.instances) for a in apps)} processes online")
 
@@ -172,6 +173,6 @@ class Daemon:
         missing = [n for n in names if n not in self.sup.apps]
         if missing:
             raise LookupError(f"no app named '{missing[0]}'")
-        apps = [self.sup.apps[n] for n in names] if names else [a for a in self.sup.apps.values() if a.config["autostart"]]
+        apps = [self.sup.apps[n] for n in names] if names else [a for a in self.sup.apps.values() if a.spec.autostart]
         return health_report(apps)
 

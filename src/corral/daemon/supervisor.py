@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from corral.config.keys import resolve_instances
+from corral.core.appspec import AppSpec, policy_of, replace
 from corral.core.events import Change, transition_events
 from corral.core.statemachine import (
     READY_SETTLE,
@@ -54,7 +55,7 @@ from corral.core.statemachine import (
     step,
 )
 from corral.daemon.applogs import AppLogs
-from corral.daemon.instance import App, Instance, policy_from_config
+from corral.daemon.instance import App, Instance
 from corral.daemon.processes import InstanceProcesses
 from corral.daemon.reaper import Reaper
 from corral.daemon.spawner import OsSpawner, Spawner
@@ -62,7 +63,7 @@ from corral.logs.sink import LogFile, LogFiles
 from corral.system import listeners as listen
 from corral.system.paths import Home
 
-__all__ = ["READY_SETTLE", "App", "Instance", "Supervisor", "policy_from_config"]
+__all__ = ["READY_SETTLE", "App", "Instance", "Supervisor"]
 
 
 class Supervisor:
@@ -156,7 +157,7 @@ class Supervisor:
             else:
                 found = [i for i in all_instances if i.name == t]
                 if not found:
-                    found = [i for i in all_instances if i.app.config["namespace"] == t]
+                    found = [i for i in all_instances if i.app.spec.namespace == t]
             if not found and t != "all":
                 raise LookupError(f"no process or namespace named '{t}'")
             for i in found:
@@ -270,43 +271,43 @@ class Supervisor:
 
     # ------------------------------------------------------------ app management
 
-    def add_app(self, config: dict[str, Any], base_env: dict[str, str], source: str | None = None) -> App:
-        app = App(self, config, base_env, source=source)
+    def add_app(self, spec: AppSpec, base_env: dict[str, str], source: str | None = None) -> App:
+        app = App(self, spec, base_env, source=source)
         app.bind_listeners()  # raises ListenError before anything is registered
         self.apps[app.name] = app
-        count = resolve_instances(config["instances"], self.cpu_count)
+        count = resolve_instances(spec.instances, self.cpu_count)
         for index in range(count):
             self._new_instance(app, index)
         return app
 
     def _new_instance(self, app: App, index: int) -> Instance:
-        inst = Instance(id=self.next_id, app=app, index=index, state=ProcState(policy=policy_from_config(app.config)))
+        inst = Instance(id=self.next_id, app=app, index=index, state=ProcState(policy=policy_of(app.spec)))
         self.next_id += 1
         app.instances.append(inst)
         return inst
 
-    def set_config(self, app: App, config: dict[str, Any]) -> None:
+    def set_spec(self, app: App, spec: AppSpec) -> None:
         """New definition without touching the running instances (reload applies it)."""
         old_sig = app.listen_signature()
-        old_config = app.config
-        app.config = config
+        old_spec = app.spec
+        app.spec = spec
         if app.listen_signature() != old_sig:
             try:
                 app.bind_listeners()
             except listen.ListenError:
-                app.config = old_config
+                app.spec = old_spec
                 raise
-        policy = policy_from_config(config)
+        policy = policy_of(spec)
         for inst in app.instances:
             self.dispatch(inst, UpdatePolicy(policy))
             inst.refresh_format()
 
-    def update_app(self, app: App, config: dict[str, Any], base_env: dict[str, str] | None) -> list[Instance]:
+    def update_app(self, app: App, spec: AppSpec, base_env: dict[str, str] | None) -> list[Instance]:
         """Apply a new definition; returns instances that were added."""
-        self.set_config(app, config)
+        self.set_spec(app, spec)
         if base_env is not None:
             app.base_env = base_env
-        want = resolve_instances(config["instances"], self.cpu_count)
+        want = resolve_instances(spec.instances, self.cpu_count)
         added = []
         live = sorted(app.instances, key=lambda i: i.index)
         for inst in live[want:]:
@@ -334,7 +335,7 @@ class Supervisor:
 
     def scale(self, app: App, count: int) -> tuple[list[Instance], list[Instance]]:
         """Change the number of instances; returns (added, removed)."""
-        app.config = {**app.config, "instances": count}
+        app.spec = replace(app.spec, instances=count)
         live = sorted(app.instances, key=lambda i: i.index)
         added: list[Instance] = []
         removed = live[count:]

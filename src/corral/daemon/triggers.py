@@ -56,7 +56,7 @@ class Triggers:
         loop = asyncio.get_running_loop()
         for name in list(self.cron):
             app = self.sup.apps.get(name)
-            if app is None or app.config.get("cron_restart") != self.cron[name][0]:
+            if app is None or app.spec.cron_restart != self.cron[name][0]:
                 self.cron.pop(name)[1].cancel()
         for name in list(self.watchers):
             app = self.sup.apps.get(name)
@@ -65,12 +65,12 @@ class Triggers:
                 stop.set()
                 task.cancel()
         for app in list(self.sup.apps.values()):
-            pattern = app.config.get("cron_restart")
+            pattern = app.spec.cron_restart
             if pattern and app.name not in self.cron:
                 delay = max(0.0, next_cron(pattern, time.time()) - time.time())
                 handle = loop.call_later(delay, self._cron_fire, app.name, pattern)
                 self.cron[app.name] = (pattern, handle)
-            if app.config.get("watch") and app.name not in self.watchers:
+            if app.spec.watch and app.name not in self.watchers:
                 stop = asyncio.Event()
                 task = loop.create_task(self._watch(app, stop))
                 self.watchers[app.name] = (self._watch_sig(app), task, stop)
@@ -87,18 +87,18 @@ class Triggers:
 
     @staticmethod
     def _watch_sig(app: App) -> Any:
-        cfg = app.config
-        return (str(cfg.get("watch")), tuple(cfg.get("ignore_watch") or ()), cfg.get("watch_delay"), cfg["cwd"])
+        cfg = app.spec
+        return (str(cfg.watch), tuple(cfg.ignore_watch or ()), cfg.watch_delay, cfg.cwd)
 
     def watch_paths(self, app: App) -> list[str]:
-        cfg = app.config
-        watch = cfg.get("watch")
-        paths = [cfg["cwd"]] if watch is True else [p if os.path.isabs(p) else os.path.join(cfg["cwd"], p) for p in watch or ()]
+        cfg = app.spec
+        watch = cfg.watch
+        paths = [cfg.cwd] if watch is True else [p if os.path.isabs(p) else os.path.join(cfg.cwd, p) for p in watch or ()]
         return [p for p in paths if os.path.exists(p)]
 
     def ignored(self, app: App, path: str) -> bool:
-        patterns = DEFAULT_IGNORES + tuple(app.config.get("ignore_watch") or ())
-        rel = os.path.relpath(path, app.config["cwd"])
+        patterns = DEFAULT_IGNORES + tuple(app.spec.ignore_watch or ())
+        rel = os.path.relpath(path, app.spec.cwd)
         parts = rel.split(os.sep)
         for pat in patterns:
             if any(fnmatch.fnmatch(part, pat) for part in parts) or fnmatch.fnmatch(rel, pat):
@@ -110,9 +110,9 @@ class Triggers:
 
         paths = self.watch_paths(app)
         if not paths:
-            self.sup.announce(app.instances[0] if app.instances else None, "warning", f"watch: none of the paths exist ({app.config.get('watch')})")
+            self.sup.announce(app.instances[0] if app.instances else None, "warning", f"watch: none of the paths exist ({app.spec.watch})")
             return
-        delay = int(app.config.get("watch_delay") or 1000)
+        delay = int(app.spec.watch_delay or 1000)
 
         def keep(_change: Any, path: str) -> bool:
             return not self.ignored(app, path)
@@ -123,7 +123,7 @@ class Triggers:
             async for changes in awatch(*paths, watch_filter=keep, debounce=max(delay * 20, 1600), step=delay, stop_event=stop):
                 if app.name not in self.sup.apps or stop.is_set():
                     return
-                files = sorted({os.path.relpath(p, app.config["cwd"]) for _, p in changes})
+                files = sorted({os.path.relpath(p, app.spec.cwd) for _, p in changes})
                 shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
                 await self.action(app, f"watch: {shown} changed")
 

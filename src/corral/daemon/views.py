@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from corral.core.appkind import mask_env
 from corral.core.statemachine import Status
 
@@ -75,7 +77,7 @@ class Views:
 
     def process(self, inst: Instance) -> dict[str, Any]:
         """The process object (docs/protocol.md); call refresh_usage first for fresh figures."""
-        cfg = inst.app.config
+        cfg = inst.app.spec
         st = inst.state
         cpu, mem = self._usage(inst)
         uptime = None
@@ -88,9 +90,9 @@ class Views:
         return {
             "id": inst.id,
             "name": inst.name,
-            "namespace": cfg["namespace"],
+            "namespace": cfg.namespace,
             "instance": inst.index,
-            "mode": cfg["exec_mode"],
+            "mode": cfg.exec_mode,
             "pid": inst.child.pid if inst.child else None,
             "status": status,
             "restarts": st.restarts,
@@ -100,7 +102,7 @@ class Views:
             "created_at": inst.created_at,
             "cpu": cpu,
             "memory": mem,
-            "user": str(self.user if cfg.get("uid") is None else cfg["uid"]),
+            "user": str(self.user if cfg.uid is None else cfg.uid),
             "exit_code": st.exit_code,
             "exit_signal": st.exit_signal,
             "reason": reason,
@@ -114,7 +116,7 @@ class Views:
         """The process object with the app's configuration, log counters and environment."""
         self.refresh_usage([inst])
         v = self.process(inst)
-        cfg = inst.app.config
+        cfg = inst.app.spec
         log_paths = inst.log_paths()  # computed once for every log field below
         paths = {p for p in log_paths.values() if p}
         counters = [self.sup.files.counters(p) for p in paths]
@@ -125,10 +127,10 @@ class Views:
             "args",
             "cwd",
         ):
-            v[key] = cfg[key]
+            v[key] = getattr(cfg, key)
         v["logs"] = log_paths
-        v["pid_file"] = cfg.get("pid_file")
-        v["depends_on"] = cfg.get("depends_on") or []
+        v["pid_file"] = cfg.pid_file
+        v["depends_on"] = msgspec.to_builtins(cfg.depends_on)
         for key in (
             "autorestart",
             "max_restarts",
@@ -147,9 +149,9 @@ class Views:
             "cron_restart",
             "exec_mode",
         ):
-            v[key] = cfg[key]
-        v["listen"] = [{"name": ls.name, "address": ls.address, "port": ls.port} for ls in inst.app.listeners] or cfg["listen"]
-        v["wait_ready"] = cfg["wait_ready"]
+            v[key] = getattr(cfg, key)
+        v["listen"] = [{"name": ls.name, "address": ls.address, "port": ls.port} for ls in inst.app.listeners] or cfg.listen
+        v["wait_ready"] = cfg.wait_ready
         v["log_errors"] = [f.last_error for f in self.sup.files.all() if f.failing and f.last_error and f.path in paths]
         v["log_lines_dropped"] = sum(counts[1] for counts in counters)
         v["log_rotations"] = sum(counts[0] for counts in counters)
@@ -157,7 +159,7 @@ class Views:
         if show_env:
             v["env"] = dict(sorted(env.items()))
         else:
-            v["env"] = mask_env({k: env.get(k, "") for k in sorted(cfg["env"])})
+            v["env"] = mask_env({k: env.get(k, "") for k in sorted(cfg.env)})
             v["env_hidden"] = True
         return v
 
@@ -167,7 +169,7 @@ class Views:
     def health_of(inst: Instance) -> dict[str, Any] | None:
         from corral.daemon.health import health_view
 
-        if not inst.app.config.get("health"):
+        if not inst.app.spec.health:
             return None
         holder: Any = inst.app if inst.app.listeners else inst
         return health_view(holder) or dict(STARTING_HEALTH)
@@ -179,12 +181,12 @@ def app_health(app: App) -> tuple[bool, str]:
     online = [i for i in app.instances if i.state.status is Status.ONLINE]
     if not app.instances:
         return False, f"{app.name}: no instances"
-    if not app.config.get("autorestart", True) and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in app.instances):
+    if not app.spec.autorestart and all(i.state.status is Status.STOPPED and i.state.exit_code == 0 for i in app.instances):
         return True, f"{app.name}: completed (a one-shot app that exited 0)"
     if len(online) < want:
         bad = next(i for i in app.instances if i.state.status is not Status.ONLINE)
         return False, f"{app.name}: {len(online)}/{want} online ({bad.name}:{bad.id} is {bad.state.status}{': ' + bad.state.reason if bad.state.reason else ''})"
-    if app.config.get("health"):
+    if app.spec.health:
         holders: list[Any] = [app] if app.listeners else list(app.instances)
         for h in holders:
             st = h.health
@@ -192,7 +194,7 @@ def app_health(app: App) -> tuple[bool, str]:
                 status = st.status if st is not None else "starting"
                 err = f" ({st.last_error})" if st is not None and st.last_error else ""
                 return False, f"{app.name}: health {status}{err}"
-    return True, f"{app.name}: {want}/{want} online" + (", healthy" if app.config.get("health") else "")
+    return True, f"{app.name}: {want}/{want} online" + (", healthy" if app.spec.health else "")
 
 
 def health_report(apps: Iterable[App]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def install(settings: Any, ns: argparse.Namespace) -> int:
     raw = {"name": APP_NAME, "script": "corral.dashboard", "interpreter": sys.executable, "interpreter_args": ["-m"], "args": args, "kill_timeout": 3000}
     client_env = dict(os.environ)
     result = load_apps([raw], label="corral dashboard --install", base_dir=Path.home(), client_env=client_env)
-    Client().call("start", {"apps": result.apps, "client_env": client_env})
+    Client().call("start", {"apps": result.wire(), "client_env": client_env})
     print(f"corral: {APP_NAME} added on http://{settings.url_host}:{settings.port}/ ; `corral save` keeps it across reboots")
     return 0
 

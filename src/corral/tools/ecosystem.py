@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.core.appkind import looks_like_python
+from corral.core.appspec import AppSpec, to_wire
 from corral.core.errors import ConfigError, CorralError, UsageError
 
 if TYPE_CHECKING:
@@ -108,23 +109,23 @@ def load(
 # ---------------------------------------------------------------- check
 
 
-def app_warnings(app: Mapping[str, Any], label: str | None) -> list[str]:
+def app_warnings(app: AppSpec, label: str | None) -> list[str]:
     """What `check` warns about beyond what loading already does."""
     from corral.config.loader import build_argv, where_app
 
-    where = where_app(label, app["name"])
+    where = where_app(label, app.name)
     out: list[str] = []
-    from corral.node import is_node_app
+    from corral.node import program_kind
 
-    if app["exec_mode"] == "cluster" and not app["listen"] and not is_node_app(dict(app)):
+    if app.exec_mode == "cluster" and not app.listen and program_kind(app.interpreter) != "node":
         out.append(
             f"{where}: exec_mode is cluster but no listen socket is set (listen or port): "
             "there is nothing to share, so the instances run as in fork mode"
         )
     argv = build_argv(app)
-    if looks_like_python(argv) and "PYTHONUNBUFFERED" in app["env"]:
-        value = app["env"]["PYTHONUNBUFFERED"]
-        unbuffered_flag = "-u" in (app["interpreter_args"] or [])
+    if looks_like_python(argv) and "PYTHONUNBUFFERED" in app.env:
+        value = app.env["PYTHONUNBUFFERED"]
+        unbuffered_flag = "-u" in app.interpreter_args
         if value == "" and not unbuffered_flag:
             out.append(
                 f"{where}: PYTHONUNBUFFERED is set empty, so Python buffers its output: log "
@@ -139,8 +140,8 @@ def app_warnings(app: Mapping[str, Any], label: str | None) -> list[str]:
     return out
 
 
-def default_log_path(app: Mapping[str, Any], key: str, home_root: Path) -> str:
-    name = app["name"]
+def default_log_path(app: AppSpec, key: str, home_root: Path) -> str:
+    name = app.name
     file = {"out_file": f"{name}-out.log", "error_file": f"{name}-error.log", "log_file": f"{name}.log"}
     return str(home_root / "logs" / file[key])
 
@@ -151,18 +152,19 @@ def check_app(detail: AppResult, *, cpus: int, home_root: Path) -> dict[str, Any
     from corral.config.loader import build_argv
 
     app = detail.app
-    out: dict[str, Any] = {"name": app["name"]}
+    plain = to_wire(app)  # the report is JSON
+    out: dict[str, Any] = {"name": app.name}
     for key in KEYS:
         if key.name == "name":
             continue
-        value = app[key.name]
+        value = plain[key.name]
         if key.name in _LOG_KEYS and value == "default":
             value = default_log_path(app, key.name, home_root)
         out[key.name] = value
-    out["instances"] = resolve_instances(app["instances"], cpus)
-    out["instances_config"] = app["instances"]
+    out["instances"] = resolve_instances(app.instances, cpus)
+    out["instances_config"] = app.instances
     out["command"] = build_argv(app)
-    out["env_names"] = list(app.get("env_names", []))
+    out["env_names"] = list(app.env_names)
     written = detail.canonical.written
     out["set"] = [k.name for k in KEYS if k.name in written]
     out["aliases"] = dict(detail.canonical.aliases_used)
@@ -639,6 +641,8 @@ def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> 
     placeholders: set[tuple[str, str]] = set()
     for index, detail in enumerate(result.details):
         app = detail.app
+        # convert writes the user's own keys and values back (canon.values: the file as
+        # written, aliases resolved), not the loaded spec: a dict here is the point.
         canon = detail.canonical
         evaluated = node_paths[index] if node_paths is not None else set()
         out = OutApp(values={})
@@ -647,18 +651,18 @@ def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> 
             drops.append(f"'{key}' (unknown" + (f"; did you mean '{hint}'?)" if hint else ")"))
         if env_name:
             drops.extend(
-                f"'env_{e}' (not --env {env_name})" for e in app.get("env_names", []) if e != env_name
+                f"'env_{e}' (not --env {env_name})" for e in app.env_names if e != env_name
             )
         if drops:
-            out.header.append(f"Dropped from '{app['name']}': {', '.join(drops)}.")
-            notes.append(f"app '{app['name']}': dropped {', '.join(drops)}")
+            out.header.append(f"Dropped from '{app.name}': {', '.join(drops)}.")
+            notes.append(f"app '{app.name}': dropped {', '.join(drops)}")
 
         def mark(
             at: tuple[str, ...],
             raw_path: tuple[str, ...],
             out: OutApp = out,
             evaluated: set[tuple[str, ...]] = evaluated,
-            name: str = app["name"],
+            name: str = app.name,
         ) -> None:
             if raw_path not in evaluated and raw_path[:1] not in evaluated:
                 return
@@ -667,7 +671,7 @@ def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> 
             out.comments.setdefault(at, []).append(text)
             notes.append(f"app '{name}': {'.'.join(at)} was {text}")
 
-        out.values["name"] = app["name"]
+        out.values["name"] = app.name
         if "name" in canon.written:
             mark(("name",), (canon.written["name"],))
         for spec in KEYS:
@@ -714,7 +718,7 @@ def convert(loaded: Loaded, *, to: str, env_name: str | None, out_dir: Path) -> 
                 out.values[f"env_{e}"] = t
                 for var in t:
                     mark((f"env_{e}", var), (f"env_{e}", var))
-        placeholders |= _redact_node_secrets(out, evaluated, canon, env_name, app["name"], notes)
+        placeholders |= _redact_node_secrets(out, evaluated, canon, env_name, app.name, notes)
         out_apps.append(out)
 
     if to == "toml":
@@ -805,7 +809,8 @@ def verify_round_trip(
         client_env=client_env,
         here=False,
     )
-    for before, after in zip(loaded.result.apps, again.apps, strict=False):
+    for before_spec, after_spec in zip(loaded.result.apps, again.apps, strict=False):
+        before, after = to_wire(before_spec), to_wire(after_spec)
         for key in before:
             b, a = before[key], after.get(key)
             if key == "env" and isinstance(a, dict):

@@ -33,13 +33,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from corral.config.keys import resolve_instances
-from corral.config.loader import extract_apps, load_ecosystem, read_config_file
+from corral.config.loader import load_ecosystem
 from corral.core.appkind import is_secret
+from corral.core.appspec import AppSpec, HealthConfig
 from corral.core.deps import (
     Graph,
     condition_timeout,
     is_one_shot,
-    parse_depends_on,
     start_levels,
     with_dependencies,
 )
@@ -91,11 +91,11 @@ def port_name(name: str, index: int) -> str:
     return base
 
 
-def tcp_ports(app: dict[str, Any]) -> list[tuple[str, str, int]]:
+def tcp_ports(app: AppSpec) -> list[tuple[str, str, int]]:
     """(name, host, port) of the app's TCP listen addresses, then of ``port`` if it adds one."""
     out: list[tuple[str, str, int]] = []
-    names = app.get("listen_names") or []
-    for i, address in enumerate(app.get("listen") or []):
+    names = app.listen_names or []
+    for i, address in enumerate(app.listen or []):
         if address.startswith("unix:"):
             continue
         host, _, port = address.rpartition(":")
@@ -106,8 +106,8 @@ def tcp_ports(app: dict[str, Any]) -> list[tuple[str, str, int]]:
         if any(existing == name for existing, _, _ in out):
             name = port_name("", len(out))
         out.append((name, host.strip("[]"), n))
-    if app.get("port") and not any(p == app["port"] for _, _, p in out):
-        out.append((port_name("", len(out)), "0.0.0.0", int(app["port"])))
+    if app.port and not any(p == app.port for _, _, p in out):
+        out.append((port_name("", len(out)), "0.0.0.0", int(app.port)))
     return out
 
 
@@ -132,30 +132,11 @@ def dump_yaml(data: Any) -> str:
 @dataclass
 class Loaded:
     path: Path
-    apps: list[dict[str, Any]]
+    apps: list[AppSpec]
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     graph: Graph = field(default_factory=lambda: Graph(order=(), needs={}))
     added: list[str] = field(default_factory=list)  # not asked for, but needed by an app that was
-
-
-def attach_dependencies(path: Path, apps: list[dict[str, Any]], warnings: list[str]) -> None:
-    """Give each app its parsed ``depends_on``. Once the key is declared in
-    corral.config.keys the loader has done it; until then it is read from the file
-    (and the loader's 'unknown key' warning about it is dropped)."""
-    if all("depends_on" in a for a in apps):
-        return
-    data = read_config_file(path)
-    raw_apps, _, _ = extract_apps(data, str(path))
-    if len(raw_apps) != len(apps):
-        return
-    for raw, app in zip(raw_apps, apps, strict=True):
-        value = raw.get("depends_on", raw.get("dependsOn")) if isinstance(raw, dict) else None
-        try:
-            app["depends_on"] = parse_depends_on(value)
-        except ValueError as e:
-            raise ConfigError(str(e), file=str(path), app=app["name"], key="depends_on")
-    warnings[:] = [w for w in warnings if "unknown key 'depends_on'" not in w and "unknown key 'dependsOn'" not in w]
 
 
 def load(path_text: str, env_name: str | None, only: str | None) -> Loaded:
@@ -164,9 +145,8 @@ def load(path_text: str, env_name: str | None, only: str | None) -> Loaded:
     # here=False: paths of the machine the file is for are warnings ("not on this machine")
     result = load_ecosystem(path, env_name=env_name, here=False)
     warnings = list(result.warnings)
-    attach_dependencies(path.resolve(), result.apps, warnings)
     graph = validate_dependencies(result.apps, file=str(path.resolve()))
-    names = [a["name"] for a in result.apps]
+    names = [a.name for a in result.apps]
     if wanted:
         missing = [n for n in wanted if n not in names]
         if missing:
@@ -179,17 +159,17 @@ def load(path_text: str, env_name: str | None, only: str | None) -> Loaded:
     for app in result.apps:
         # like `corral start`: an autostart = false app is only registered, so it is
         # exported only when --only names it
-        if wanted is not None and app["name"] not in wanted:
+        if wanted is not None and app.name not in wanted:
             continue
-        if not app["autostart"] and not wanted:
-            loaded.skipped.append(app["name"])
+        if not app.autostart and not wanted:
+            loaded.skipped.append(app.name)
             continue
-        chosen.append(app["name"])
+        chosen.append(app.name)
     # what the chosen apps need comes along (as `corral start` starts it first)
     needed = with_dependencies(graph, chosen)
     loaded.added = [n for n in needed if n not in chosen]
     loaded.skipped = [n for n in loaded.skipped if n not in needed]
-    loaded.apps = [a for a in result.apps if a["name"] in needed]
+    loaded.apps = [a for a in result.apps if a.name in needed]
     if not loaded.apps:
         raise ExportError(f"{path}: nothing to export (autostart = false: {', '.join(loaded.skipped)}; name apps with --only)")
     return loaded
@@ -213,10 +193,10 @@ class Image:
             return None
         return APP_DIR if str(rel) == "." else f"{APP_DIR}/{rel.as_posix()}"
 
-    def workdir(self, app: dict[str, Any]) -> str:
-        mapped = self.inside(app["cwd"])
+    def workdir(self, app: AppSpec) -> str:
+        mapped = self.inside(app.cwd)
         if mapped is None:
-            self.notes.append(f"cwd {app['cwd']} is outside the ecosystem's folder: the pod runs in {APP_DIR}")
+            self.notes.append(f"cwd {app.cwd} is outside the ecosystem's folder: the pod runs in {APP_DIR}")
             return APP_DIR
         return mapped
 
@@ -229,16 +209,16 @@ class Image:
             return mapped[len(workdir) + 1 :]
         return mapped
 
-    def argv(self, app: dict[str, Any], workdir: str) -> list[str]:
+    def argv(self, app: AppSpec, workdir: str) -> list[str]:
         """The app's command in the image: interpreter by name, files relative to /app."""
-        interpreter = app.get("interpreter") or "none"
-        interp_args = list(app.get("interpreter_args") or [])
+        interpreter = app.interpreter or "none"
+        interp_args = list(app.interpreter_args or [])
         module_mode = bool(interp_args) and interp_args[-1] == "-m"
         argv: list[str] = []
         if interpreter != "none":
             argv.append(os.path.basename(interpreter))  # the image's own, on PATH
             argv.extend(interp_args)
-        script = app["script"]
+        script = app.script
         if module_mode:
             argv.append(script)
         elif interpreter == "none" and in_virtualenv_bin(script):
@@ -250,7 +230,7 @@ class Image:
         else:
             self.notes.append(f"script {script} is outside the ecosystem's folder: it must exist at that path in the image")
             argv.append(script)
-        argv.extend(self.relative(a, workdir) if os.path.isabs(a) else a for a in app.get("args") or [])
+        argv.extend(self.relative(a, workdir) if os.path.isabs(a) else a for a in app.args or [])
         return argv
 
 
@@ -260,18 +240,18 @@ def in_virtualenv_bin(path: str) -> bool:
     return folder.name == "bin" and (folder.parent / "pyvenv.cfg").is_file()
 
 
-def looks_like_python(app: dict[str, Any]) -> bool:
-    interpreter = os.path.basename(app.get("interpreter") or "")
-    return interpreter.startswith("python") or app["script"].endswith(".py")
+def looks_like_python(app: AppSpec) -> bool:
+    interpreter = os.path.basename(app.interpreter or "")
+    return interpreter.startswith("python") or app.script.endswith(".py")
 
 
 # ---------------------------------------------------------------- kubernetes
 
 
-def probe_action(health: dict[str, Any], ports: list[tuple[str, str, int]], image: Image, workdir: str) -> tuple[dict[str, Any], list[str]]:
+def probe_action(health: HealthConfig, ports: list[tuple[str, str, int]], image: Image, workdir: str) -> tuple[dict[str, Any], list[str]]:
     """The probe's handler (httpGet / tcpSocket / exec) for a health table; notes on what changed."""
     notes: list[str] = []
-    kind, target = health["kind"], health["target"]
+    kind, target = health.kind, health.target
     first: str | int | None = ports[0][0] if ports else None
     first_number = ports[0][2] if ports else None
 
@@ -317,39 +297,39 @@ def probe_action(health: dict[str, Any], ports: list[tuple[str, str, int]], imag
     return {"httpGet": http}, notes
 
 
-def timing(health: dict[str, Any]) -> dict[str, int]:
+def timing(health: HealthConfig) -> dict[str, int]:
     return {
-        "periodSeconds": seconds(health["interval"]),
-        "timeoutSeconds": seconds(health["timeout"]),
-        "failureThreshold": int(health["failure_threshold"]),
-        "successThreshold": int(health["success_threshold"]),
+        "periodSeconds": seconds(health.interval),
+        "timeoutSeconds": seconds(health.timeout),
+        "failureThreshold": int(health.failure_threshold),
+        "successThreshold": int(health.success_threshold),
     }
 
 
-def app_probes(app: dict[str, Any], ports: list[tuple[str, str, int]], image: Image, workdir: str, strategy: str, notes: list[str]) -> dict[str, Any]:
+def app_probes(app: AppSpec, ports: list[tuple[str, str, int]], image: Image, workdir: str, strategy: str, notes: list[str]) -> dict[str, Any]:
     """readinessProbe / livenessProbe / startupProbe for one container."""
     out: dict[str, Any] = {}
-    health = app.get("health")
+    health = app.health
     if health:
         action, more = probe_action(health, ports, image, workdir)
         notes.extend(more)
         t = timing(health)
         out["readinessProbe"] = {**action, **t}
         if strategy == "pods":
-            if health["liveness"]:
+            if health.liveness:
                 out["livenessProbe"] = {**action, **t, "successThreshold": 1}
-                if health["start_period"]:
+                if health.start_period:
                     # liveness waits for the first success; the start may fail for start_period
                     period = t["periodSeconds"]
-                    out["startupProbe"] = {**action, **t, "successThreshold": 1, "failureThreshold": math.ceil(health["start_period"] / 1000 / period) + t["failureThreshold"]}
+                    out["startupProbe"] = {**action, **t, "successThreshold": 1, "failureThreshold": math.ceil(health.start_period / 1000 / period) + t["failureThreshold"]}
             else:
                 notes.append("health.liveness = false: readiness only, no livenessProbe (set liveness = true to restart the pod after failure_threshold failures)")
-                if health["start_period"]:
+                if health.start_period:
                     notes.append("health.start_period applies to liveness only: there is no startupProbe without it")
         else:
             notes.append(
                 "the app's health probe is the readinessProbe; corral-runtime runs it too"
-                + (" and restarts the one failing instance (health.liveness = true)" if health["liveness"] else "")
+                + (" and restarts the one failing instance (health.liveness = true)" if health.liveness else "")
                 + "; the livenessProbe is corral-runtime's /healthz"
             )
     elif strategy == "pods" and ports:
@@ -367,11 +347,11 @@ def app_probes(app: dict[str, Any], ports: list[tuple[str, str, int]], image: Im
     return out
 
 
-def env_entries(app: dict[str, Any], secret_name: str, extra: dict[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
+def env_entries(app: AppSpec, secret_name: str, extra: dict[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
     """Container env: plain values, and secretKeyRef for names that look secret (never their values)."""
     entries: list[dict[str, Any]] = []
     secrets: list[str] = []
-    merged = dict(app["env"])
+    merged = dict(app.env)
     for k, v in extra.items():
         merged.setdefault(k, v)
     for name, value in merged.items():
@@ -408,24 +388,24 @@ def kubernetes_docs(loaded: Loaded, *, strategy: str, image_name: str, env_name:
     cpus = os.cpu_count() or 1
     for app in loaded.apps:
         image = Image(loaded.path.parent)
-        name = k8s_name(app["name"])
+        name = k8s_name(app.name)
         notes: list[str] = []
-        if name != app["name"]:
-            notes.append(f"Kubernetes name {name!r} for app {app['name']!r}")
+        if name != app.name:
+            notes.append(f"Kubernetes name {name!r} for app {app.name!r}")
         labels = {"app.kubernetes.io/name": name, **MANAGED_BY}
-        annotations: dict[str, str] = {f"{ANNOTATION}app": app["name"], f"{ANNOTATION}strategy": strategy}
+        annotations: dict[str, str] = {f"{ANNOTATION}app": app.name, f"{ANNOTATION}strategy": strategy}
         ports = tcp_ports(app)
         workdir = APP_DIR if strategy == "runtime" else image.workdir(app)
-        instances = resolve_instances(app["instances"], cpus)
-        if isinstance(app["instances"], str) or app["instances"] < 0:
-            notes.append(f"instances = {app['instances']!r} resolved on this machine ({cpus} CPUs) to {instances}")
+        instances = resolve_instances(app.instances, cpus)
+        if isinstance(app.instances, str) or app.instances < 0:
+            notes.append(f"instances = {app.instances!r} resolved on this machine ({cpus} CPUs) to {instances}")
         for _, host, port in ports:
             if is_loopback(host) and strategy == "runtime":
-                warnings.append(f"app '{app['name']}' listens on {host}:{port}: in a pod nothing else reaches it (not the Service, not the kubelet's probes); the image's ecosystem must listen on 0.0.0.0:{port}")
+                warnings.append(f"app '{app.name}' listens on {host}:{port}: in a pod nothing else reaches it (not the Service, not the kubelet's probes); the image's ecosystem must listen on 0.0.0.0:{port}")
         extra_env: dict[str, str] = {}
         container: dict[str, Any] = {"name": name, "image": image_name, "workingDir": workdir}
         if strategy == "pods":
-            replicas = instances if app["autostart"] else 0
+            replicas = instances if app.autostart else 0
             container["command"] = image.argv(app, workdir)
             if looks_like_python(app):
                 extra_env["PYTHONUNBUFFERED"] = "1"  # what Corral gives Python apps
@@ -433,18 +413,18 @@ def kubernetes_docs(loaded: Loaded, *, strategy: str, image_name: str, env_name:
                 # no shared socket without Corral: the app binds the port itself, on every interface
                 extra_env["HOST"] = "0.0.0.0"
                 extra_env["PORT"] = str(ports[0][2])
-                if app["listen"]:
-                    annotations[f"{ANNOTATION}listen"] = ", ".join(app["listen"])
-                    notes.append(f"listen = {', '.join(app['listen'])}: without Corral's shared socket the app must bind 0.0.0.0:$PORT itself (HOST and PORT are set unless env sets them)")
-                if app["env"].get("HOST", "0.0.0.0") != "0.0.0.0" and is_loopback(app["env"]["HOST"]):
-                    warnings.append(f"app '{app['name']}' sets HOST={app['env']['HOST']}: in a pod nothing else reaches it")
-            if app["exec_mode"] == "cluster" or instances > 1:
+                if app.listen:
+                    annotations[f"{ANNOTATION}listen"] = ", ".join(app.listen)
+                    notes.append(f"listen = {', '.join(app.listen)}: without Corral's shared socket the app must bind 0.0.0.0:$PORT itself (HOST and PORT are set unless env sets them)")
+                if app.env.get("HOST", "0.0.0.0") != "0.0.0.0" and is_loopback(app.env["HOST"]):
+                    warnings.append(f"app '{app.name}' sets HOST={app.env['HOST']}: in a pod nothing else reaches it")
+            if app.exec_mode == "cluster" or instances > 1:
                 notes.append(f"{instances} instance(s): one per pod (replicas), each its own process; no shared socket, no rolling reload inside a pod")
-            if app["kill_signal"] != "SIGTERM":
-                notes.append(f"kill_signal = {app['kill_signal']}: Kubernetes stops containers with SIGTERM")
-            if app["increment_var"]:
-                notes.append(f"increment_var = {app['increment_var']} has no counterpart: every pod gets the same value")
-            if not app["autostart"]:
+            if app.kill_signal != "SIGTERM":
+                notes.append(f"kill_signal = {app.kill_signal}: Kubernetes stops containers with SIGTERM")
+            if app.increment_var:
+                notes.append(f"increment_var = {app.increment_var} has no counterpart: every pod gets the same value")
+            if not app.autostart:
                 notes.append("autostart = false: replicas 0 (scale it up to start it)")
         else:
             replicas = 1
@@ -452,18 +432,18 @@ def kubernetes_docs(loaded: Loaded, *, strategy: str, image_name: str, env_name:
             args = [ecosystem]
             if env_name:
                 args += ["--env", env_name]
-            args += ["--only", app["name"], "--json", "--health-port", f"0.0.0.0:{HEALTH_PORT}"]
+            args += ["--only", app.name, "--json", "--health-port", f"0.0.0.0:{HEALTH_PORT}"]
             container["command"] = ["corral-runtime"]
             container["args"] = args
-            notes.append(f"{instances} instance(s) inside one pod, supervised by corral-runtime (restarts, shared socket, reload: kubectl exec ... corral reload {app['name']})")
-            if not app["autostart"]:
-                warnings.append(f"app '{app['name']}' has autostart = false: corral-runtime registers it without starting it")
-        annotations[f"{ANNOTATION}instances"] = str(app["instances"])
+            notes.append(f"{instances} instance(s) inside one pod, supervised by corral-runtime (restarts, shared socket, reload: kubectl exec ... corral reload {app.name})")
+            if not app.autostart:
+                warnings.append(f"app '{app.name}' has autostart = false: corral-runtime registers it without starting it")
+        annotations[f"{ANNOTATION}instances"] = str(app.instances)
         secret_name = f"{name}-secrets"
         env, secrets = env_entries(app, secret_name, extra_env)
         if strategy == "runtime" and secrets:
             warnings.append(
-                f"app '{app['name']}': {', '.join(secrets)} set in the ecosystem file: corral-runtime applies the file's value over the Secret's; "
+                f"app '{app.name}': {', '.join(secrets)} set in the ecosystem file: corral-runtime applies the file's value over the Secret's; "
                 "keep secrets out of the file and in the Secret"
             )
         if env:
@@ -473,8 +453,8 @@ def kubernetes_docs(loaded: Loaded, *, strategy: str, image_name: str, env_name:
             container_ports.append({"name": "corral", "containerPort": HEALTH_PORT, "protocol": "TCP"})
         if container_ports:
             container["ports"] = container_ports
-        if app["max_memory_restart"]:
-            per_instance = int(app["max_memory_restart"])
+        if app.max_memory_restart:
+            per_instance = int(app.max_memory_restart)
             total = per_instance * (instances if strategy == "runtime" else 1)
             container["resources"] = {"limits": {"memory": memory_quantity(total)}}
             annotations[f"{ANNOTATION}max-memory-restart"] = memory_quantity(per_instance)
@@ -494,17 +474,17 @@ def kubernetes_docs(loaded: Loaded, *, strategy: str, image_name: str, env_name:
                 "template": {
                     "metadata": {"labels": dict(labels)},
                     "spec": {
-                        "terminationGracePeriodSeconds": seconds(app["kill_timeout"]),
+                        "terminationGracePeriodSeconds": seconds(app.kill_timeout),
                         "containers": [container],
                     },
                 },
             },
         }
-        head = [f"{app['name']}: Deployment ({strategy} strategy)"] + [f"- {n}" for n in notes]
+        head = [f"{app.name}: Deployment ({strategy} strategy)"] + [f"- {n}" for n in notes]
         if secrets:
             head += [""] + secret_template(secret_name, secrets)
         docs.append((head, deployment))
-        deployments[app["name"]] = (head, deployment)
+        deployments[app.name] = (head, deployment)
         if ports:
             service = {
                 "apiVersion": "v1",
@@ -515,12 +495,12 @@ def kubernetes_docs(loaded: Loaded, *, strategy: str, image_name: str, env_name:
                     "ports": [{"name": pname, "port": port, "targetPort": pname, "protocol": "TCP"} for pname, _, port in ports],
                 },
             }
-            docs.append(([f"{app['name']}: Service"], service))
+            docs.append(([f"{app.name}: Service"], service))
     consumed = add_dependency_containers(loaded, deployments, image_name)
     docs = [(head, body) for head, body in docs if body.get("metadata", {}).get("annotations", {}).get(f"{ANNOTATION}app") not in consumed]
     for app in loaded.apps:
-        if is_one_shot(app) and app["name"] in deployments and app["name"] not in consumed:
-            as_job(*deployments[app["name"]])
+        if is_one_shot(app) and app.name in deployments and app.name not in consumed:
+            as_job(*deployments[app.name])
     return docs, warnings
 
 
@@ -554,18 +534,18 @@ WAIT_SNIPPET = (
 )
 
 
-def dependency_container(app: dict[str, Any], loaded: Loaded, image_name: str, notes: list[str], *, sidecar: bool) -> dict[str, Any]:
+def dependency_container(app: AppSpec, loaded: Loaded, image_name: str, notes: list[str], *, sidecar: bool) -> dict[str, Any]:
     """A dependency as a container of its dependent's pod, running the app's own command."""
     image = Image(loaded.path.parent)
     workdir = image.workdir(app)
     extra = {"PYTHONUNBUFFERED": "1"} if looks_like_python(app) else {}
     ports = tcp_ports(app)
-    env, secrets = env_entries(app, f"{k8s_name(app['name'])}-secrets", extra)
-    c: dict[str, Any] = {"name": k8s_name(app["name"]), "image": image_name, "workingDir": workdir, "command": image.argv(app, workdir)}
+    env, secrets = env_entries(app, f"{k8s_name(app.name)}-secrets", extra)
+    c: dict[str, Any] = {"name": k8s_name(app.name), "image": image_name, "workingDir": workdir, "command": image.argv(app, workdir)}
     if env:
         c["env"] = env
     if secrets:
-        notes.append(f"{app['name']}: {', '.join(secrets)} come from the Secret {k8s_name(app['name'])}-secrets (create it as for any app)")
+        notes.append(f"{app.name}: {', '.join(secrets)} come from the Secret {k8s_name(app.name)}-secrets (create it as for any app)")
     if sidecar:
         c["restartPolicy"] = "Always"
         probes = app_probes(app, ports, image, workdir, "pods", [])
@@ -584,14 +564,14 @@ def add_dependency_containers(loaded: Loaded, deployments: dict[str, tuple[list[
     containers with ``restartPolicy: Always``: started first, probes carried over, stopped
     after the app); long-running ones with a port stay their own Deployment and Service,
     and the pod waits for them with a ``wait-<name>`` init container."""
-    by_name = {a["name"]: a for a in loaded.apps}
+    by_name = {a.name: a for a in loaded.apps}
     consumed: set[str] = set()
     keep: set[str] = set()
     for app in loaded.apps:
-        needs = loaded.graph.needs.get(app["name"], ())
-        if not needs or app["name"] not in deployments:
+        needs = loaded.graph.needs.get(app.name, ())
+        if not needs or app.name not in deployments:
             continue
-        head, deployment = deployments[app["name"]]
+        head, deployment = deployments[app.name]
         if deployment["metadata"]["annotations"].get(f"{ANNOTATION}strategy") == "runtime":
             # corral-runtime --only <app> starts what the app depends on first, in its pod
             names = [d.name for d in needs if d.name in by_name]
@@ -678,12 +658,12 @@ COMPOSE_CONDITIONS = {
 }
 
 
-def compose_probe(app: dict[str, Any], ports: list[tuple[str, str, int]], image: Image, workdir: str) -> list[str] | None:
+def compose_probe(app: AppSpec, ports: list[tuple[str, str, int]], image: Image, workdir: str) -> list[str] | None:
     """A compose healthcheck ``test`` for the app's health table, run inside its container."""
-    health = app.get("health")
+    health = app.health
     if not health:
         return None
-    kind, target = health["kind"], health["target"]
+    kind, target = health.kind, health.target
     port = str(ports[0][2]) if ports else ""
     if kind == "exec":
         return ["CMD", *[(image.relative(a, workdir) if os.path.isabs(a) else a).replace("{port}", port) for a in target]]
@@ -691,9 +671,9 @@ def compose_probe(app: dict[str, Any], ports: list[tuple[str, str, int]], image:
     if kind == "tcp":
         host, _, p = text.rpartition(":")
         host = "127.0.0.1" if not host or host in ("0.0.0.0", "*", "[::]") else host
-        return ["CMD", "python", "-c", f"import socket; socket.create_connection(({host!r}, {int(p or 0)}), {seconds(health['timeout'])}).close()"]
+        return ["CMD", "python", "-c", f"import socket; socket.create_connection(({host!r}, {int(p or 0)}), {seconds(health.timeout)}).close()"]
     url = text if text.startswith("http") else f"http://127.0.0.1:{port}{text}"
-    return ["CMD", "python", "-c", f"import urllib.request; urllib.request.urlopen({url!r}, timeout={seconds(health['timeout'])})"]
+    return ["CMD", "python", "-c", f"import urllib.request; urllib.request.urlopen({url!r}, timeout={seconds(health.timeout)})"]
 
 
 def compose_services(loaded: Loaded, image_name: str) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -702,14 +682,14 @@ def compose_services(loaded: Loaded, image_name: str) -> tuple[dict[str, Any], l
     services: dict[str, Any] = {}
     notes: list[str] = []
     warnings: list[str] = []
-    by_name = {a["name"]: a for a in loaded.apps}
+    by_name = {a.name: a for a in loaded.apps}
     cpus = os.cpu_count() or 1
     for app in loaded.apps:
         image = Image(loaded.path.parent)
         workdir = image.workdir(app)
         ports = tcp_ports(app)
-        env = {k: str(v) for k, v in app["env"].items() if not is_secret(k)}
-        secrets = [k for k in app["env"] if is_secret(k)]
+        env = {k: str(v) for k, v in app.env.items() if not is_secret(k)}
+        secrets = [k for k in app.env if is_secret(k)]
         if looks_like_python(app):
             env.setdefault("PYTHONUNBUFFERED", "1")
         svc: dict[str, Any] = {"image": image_name, "working_dir": workdir, "command": image.argv(app, workdir)}
@@ -720,43 +700,43 @@ def compose_services(loaded: Loaded, image_name: str) -> tuple[dict[str, Any], l
         if env:
             svc["environment"] = env
         if secrets:
-            warnings.append(f"app '{app['name']}': {', '.join(secrets)} not written; pass them from the environment or an env file")
+            warnings.append(f"app '{app.name}': {', '.join(secrets)} not written; pass them from the environment or an env file")
         test = compose_probe(app, ports, image, workdir)
         if test:
-            h = app["health"]
+            h = app.health
             svc["healthcheck"] = {
                 "test": test,
-                "interval": compose_duration(h["interval"]),
-                "timeout": compose_duration(h["timeout"]),
-                "retries": int(h["failure_threshold"]),
-                "start_period": compose_duration(h["start_period"] or 0),
+                "interval": compose_duration(h.interval),
+                "timeout": compose_duration(h.timeout),
+                "retries": int(h.failure_threshold),
+                "start_period": compose_duration(h.start_period or 0),
             }
         needs: dict[str, Any] = {}
-        for d in loaded.graph.needs.get(app["name"], ()):
+        for d in loaded.graph.needs.get(app.name, ()):
             dep = by_name.get(d.name)
             if dep is None:
                 continue
             condition = COMPOSE_CONDITIONS.get(d.condition)
             if d.condition == "ready":
-                condition = "service_healthy" if dep.get("health") else "service_started"
-                if dep["wait_ready"] and not dep.get("health"):
-                    notes.append(f"{app['name']} depends_on {d.name} (ready): compose has no READY=1, so it waits for the start only; give {d.name} a health table for service_healthy")
+                condition = "service_healthy" if dep.health else "service_started"
+                if dep.wait_ready and not dep.health:
+                    notes.append(f"{app.name} depends_on {d.name} (ready): compose has no READY=1, so it waits for the start only; give {d.name} a health table for service_healthy")
             if d.condition == "completed":
-                notes.append(f"{app['name']} depends_on {d.name} (completed): compose only has service_completed_successfully (exit 0)")
+                notes.append(f"{app.name} depends_on {d.name} (completed): compose only has service_completed_successfully (exit 0)")
             needs[k8s_name(d.name)] = {"condition": condition}
         if needs:
             svc["depends_on"] = needs
-        svc["stop_signal"] = app["kill_signal"]
-        svc["stop_grace_period"] = compose_duration(app["kill_timeout"])
+        svc["stop_signal"] = app.kill_signal
+        svc["stop_grace_period"] = compose_duration(app.kill_timeout)
         svc["restart"] = "no" if is_one_shot(app) else "unless-stopped"
-        instances = resolve_instances(app["instances"], cpus)
+        instances = resolve_instances(app.instances, cpus)
         if instances > 1:
             if ports:
-                notes.append(f"{app['name']}: {instances} instances need Corral's shared socket; one container here (publish one port per replica, or use the runtime strategy)")
+                notes.append(f"{app.name}: {instances} instances need Corral's shared socket; one container here (publish one port per replica, or use the runtime strategy)")
             else:
                 svc["deploy"] = {"replicas": instances}
         notes.extend(image.notes)
-        services[k8s_name(app["name"])] = svc
+        services[k8s_name(app.name)] = svc
     return services, notes, warnings
 
 
@@ -782,27 +762,27 @@ def export_compose(ns: argparse.Namespace) -> str:
     if ns.env:
         command += ["--env", ns.env]
     if ns.only:
-        command += ["--only", ",".join(a["name"] for a in loaded.apps)]
+        command += ["--only", ",".join(a.name for a in loaded.apps)]
     command.append("--json")
     ports: list[str] = []
     secrets: list[str] = []
     for app in loaded.apps:
         for _, host, port in tcp_ports(app):
             if is_loopback(host):
-                warnings.append(f"app '{app['name']}' listens on {host}:{port}: a published port reaches only 0.0.0.0 in the container; the image's ecosystem must listen on 0.0.0.0:{port}")
+                warnings.append(f"app '{app.name}' listens on {host}:{port}: a published port reaches only 0.0.0.0 in the container; the image's ecosystem must listen on 0.0.0.0:{port}")
             mapping = f"{port}:{port}"
             if mapping not in ports:
                 ports.append(mapping)
-        secrets.extend(k for k in app["env"] if is_secret(k) and k not in secrets)
+        secrets.extend(k for k in app.env if is_secret(k) and k not in secrets)
     for k in secrets:
         warnings.append(f"{k} is set in the ecosystem file: corral-runtime applies the file's value over the container's environment; keep secrets out of the file")
-    kill = max(a["kill_timeout"] for a in loaded.apps)
+    kill = max(a.kill_timeout for a in loaded.apps)
     start = 0
     for a in loaded.apps:
-        if a["wait_ready"]:
-            start = max(start, a["listen_timeout"])
-        if a.get("health"):
-            start = max(start, a["health"]["start_period"] + a["health"]["interval"])
+        if a.wait_ready:
+            start = max(start, a.listen_timeout)
+        if a.health:
+            start = max(start, a.health.start_period + a.health.interval)
     service: dict[str, Any] = {
         "image": image_name,
         "working_dir": APP_DIR,
@@ -828,7 +808,7 @@ def export_compose(ns: argparse.Namespace) -> str:
         warn(w)
     header = [
         f"Generated by: corral export compose {shlex.join(ns.raw_args)}",
-        f"One service runs corral-runtime for {loaded.path.name}: {', '.join(a['name'] for a in loaded.apps)}.",
+        f"One service runs corral-runtime for {loaded.path.name}: {', '.join(a.name for a in loaded.apps)}.",
         "The image holds the ecosystem's folder in /app; `docker compose exec "
         + name
         + " corral ls` shows the processes.",

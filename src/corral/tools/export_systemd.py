@@ -20,11 +20,10 @@ Pure text generation; :func:`systemd_units` returns ``{file name: text}``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 from corral.config.keys import resolve_instances
 from corral.config.loader import build_argv
+from corral.core.appspec import AppSpec
 from corral.core.deps import COMPLETED, HEALTHY, Graph, is_one_shot
 
 
@@ -52,11 +51,11 @@ def unit_name(name: str) -> str:
     return "".join(out)
 
 
-def listen_unit_names(app: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+def listen_unit_names(app: AppSpec) -> list[tuple[str, str, str]]:
     """(socket unit, fd name, address) per listen address."""
-    names = list(app.get("listen_names") or [])
-    base = unit_name(app["name"])
-    listen = list(app.get("listen") or [])
+    names = list(app.listen_names or [])
+    base = unit_name(app.name)
+    listen = list(app.listen or [])
     out = []
     for i, address in enumerate(listen):
         fd_name = names[i] if i < len(names) else ("http" if i == 0 else f"sock{i}")
@@ -65,9 +64,9 @@ def listen_unit_names(app: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return out
 
 
-def app_unit(app: Mapping[str, Any], instances: int) -> str:
+def app_unit(app: AppSpec, instances: int) -> str:
     """What other units name to depend on the app: its service, or its target."""
-    base = unit_name(app["name"])
+    base = unit_name(app.name)
     return f"{base}.target" if instances > 1 else f"{base}.service"
 
 
@@ -76,15 +75,15 @@ def seconds_text(ms: int | float) -> str:
     return f"{s:g}s"
 
 
-def systemd_units(apps: list[dict[str, Any]], graph: Graph, *, source: str, cpus: int | None = None) -> tuple[dict[str, str], list[str]]:
+def systemd_units(apps: list[AppSpec], graph: Graph, *, source: str, cpus: int | None = None) -> tuple[dict[str, str], list[str]]:
     """Unit files for ``apps``; returns ({file name: text}, notes)."""
     cpus = cpus or os.cpu_count() or 1
-    by_name = {a["name"]: a for a in apps}
-    count = {a["name"]: resolve_instances(a["instances"], cpus) for a in apps}
+    by_name = {a.name: a for a in apps}
+    count = {a.name: resolve_instances(a.instances, cpus) for a in apps}
     files: dict[str, str] = {}
     notes: list[str] = []
     for app in apps:
-        name = app["name"]
+        name = app.name
         base = unit_name(name)
         n = count[name]
         template = n > 1
@@ -117,21 +116,21 @@ def systemd_units(apps: list[dict[str, Any]], graph: Graph, *, source: str, cpus
         svc: list[str] = []
         if one_shot:
             svc += ["Type=oneshot", "RemainAfterExit=yes"]
-        elif app.get("wait_ready"):
-            svc += ["Type=notify", "NotifyAccess=main", f"TimeoutStartSec={seconds_text(app['listen_timeout'])}"]
+        elif app.wait_ready:
+            svc += ["Type=notify", "NotifyAccess=main", f"TimeoutStartSec={seconds_text(app.listen_timeout)}"]
         else:
             svc.append("Type=exec")
-        if app.get("watchdog_sec"):
+        if app.watchdog_sec:
             if one_shot:
                 notes.append(f"{name}: watchdog_sec is ignored for a one-shot unit")
             else:
-                svc.append(f"WatchdogSec={seconds_text(app['watchdog_sec'])}")
-                if not app.get("wait_ready"):
+                svc.append(f"WatchdogSec={seconds_text(app.watchdog_sec)}")
+                if not app.wait_ready:
                     svc.append("NotifyAccess=main")
-        svc.append(f"WorkingDirectory={quote_word(app['cwd'])}")
+        svc.append(f"WorkingDirectory={quote_word(app.cwd)}")
         svc.append("ExecStart=" + " ".join(quote_word(w) for w in build_argv(app)))
-        env = dict(app.get("env") or {})
-        if app.get("interpreter") and os.path.basename(str(app["interpreter"])).startswith("python"):
+        env = dict(app.env or {})
+        if app.interpreter and os.path.basename(str(app.interpreter)).startswith("python"):
             env.setdefault("PYTHONUNBUFFERED", "1")
         from corral.core.appkind import is_secret
 
@@ -140,55 +139,54 @@ def systemd_units(apps: list[dict[str, Any]], graph: Graph, *, source: str, cpus
             if k not in secrets:
                 svc.append("Environment=" + quote_assignment(f"{k}={v}"))
         if template:
-            svc.append("Environment=" + quote_assignment(f"{app.get('instance_var') or 'NODE_APP_INSTANCE'}=") [:-1] + '%i"')
+            svc.append("Environment=" + quote_assignment(f"{app.instance_var or 'NODE_APP_INSTANCE'}=") [:-1] + '%i"')
             svc.append("Environment=CORRAL_INSTANCE=%i")
-            if app.get("increment_var"):
-                notes.append(f"{name}: increment_var = {app['increment_var']} has no systemd counterpart: every instance gets the same value")
+            if app.increment_var:
+                notes.append(f"{name}: increment_var = {app.increment_var} has no systemd counterpart: every instance gets the same value")
         if secrets:
             svc.append(f"# {', '.join(secrets)}: values not exported; put them in /etc/corral/{base}.env (mode 0600)")
             svc.append(f"EnvironmentFile=-/etc/corral/{base}.env")
-        if app.get("uid") is not None:
-            svc.append(f"User={app['uid']}")
-        if app.get("gid") is not None:
-            svc.append(f"Group={app['gid']}")
+        if app.uid is not None:
+            svc.append(f"User={app.uid}")
+        if app.gid is not None:
+            svc.append(f"Group={app.gid}")
         if sockets:
             svc.append("Sockets=" + " ".join(u for u, _, _ in sockets))
         if one_shot:
             svc.append("Restart=no")
         else:
             svc.append("Restart=always")
-            delay = app.get("exp_backoff_restart_delay") or app.get("restart_delay") or 100
+            delay = app.exp_backoff_restart_delay or app.restart_delay or 100
             svc.append(f"RestartSec={seconds_text(delay)}")
-            if app.get("exp_backoff_restart_delay"):
+            if app.exp_backoff_restart_delay:
                 notes.append(f"{name}: exponential backoff is approximated by a fixed RestartSec (systemd 254+ has RestartSteps=)")
-            codes = app.get("stop_exit_codes") or []
+            codes = app.stop_exit_codes or []
             if codes:
                 svc.append("RestartPreventExitStatus=" + " ".join(str(c) for c in codes))
-        svc.append(f"KillSignal={app['kill_signal']}")
+        svc.append(f"KillSignal={app.kill_signal}")
         svc.append("KillMode=mixed")  # the signal to the main process, SIGKILL to the whole tree after the grace period
-        svc.append(f"TimeoutStopSec={seconds_text(app['kill_timeout'])}")
-        if app.get("memory_max"):
-            svc.append(f"MemoryMax={int(app['memory_max'])}")
-        if app.get("max_memory_restart"):
+        svc.append(f"TimeoutStopSec={seconds_text(app.kill_timeout)}")
+        if app.memory_max:
+            svc.append(f"MemoryMax={int(app.memory_max)}")
+        if app.max_memory_restart:
             notes.append(f"{name}: max_memory_restart has no systemd counterpart (a restart on a soft limit); use memory_max (MemoryMax=) for a hard one")
-        if app.get("cpu_max"):
-            svc.append(f"CPUQuota={round(float(app['cpu_max']) * 100)}%")
-        for key, stream in (("out_file", "StandardOutput"), ("error_file", "StandardError")):
-            value = app.get(key)
+        if app.cpu_max:
+            svc.append(f"CPUQuota={round(float(app.cpu_max) * 100)}%")
+        for value, stream in ((app.out_file, "StandardOutput"), (app.error_file, "StandardError")):
             if value and value != "default":
                 path = value.replace("%", "%%")
-                if template and not app.get("merge_logs"):
+                if template and not app.merge_logs:
                     root, ext = os.path.splitext(path)
                     path = f"{root}-%i{ext}"
                 svc.append(f"{stream}=append:{path}")
             elif value == "default":
                 svc.append(f"{stream}=journal")
-        if app.get("cron_restart"):
+        if app.cron_restart:
             notes.append(f"{name}: cron_restart is not exported (a systemd timer running `systemctl restart` would do it)")
-        if app.get("watch"):
+        if app.watch:
             notes.append(f"{name}: watch is not exported (a .path unit could do it)")
-        start_limit = max(1, int(app.get("max_restarts", 16)))
-        unit_lines.append(f"StartLimitIntervalSec={max(10, int(start_limit * app.get('min_uptime', 1000) / 1000) + 10)}s")
+        start_limit = max(1, int(app.max_restarts))
+        unit_lines.append(f"StartLimitIntervalSec={max(10, int(start_limit * app.min_uptime / 1000) + 10)}s")
         unit_lines.append(f"StartLimitBurst={start_limit + 1}")
         text = "[Unit]\n" + "\n".join(unit_lines) + "\n\n[Service]\n" + "\n".join(svc) + "\n"
         if template:
@@ -211,13 +209,13 @@ def systemd_units(apps: list[dict[str, Any]], graph: Graph, *, source: str, cpus
                 "[Socket]",
                 f"ListenStream={listen}",
                 f"FileDescriptorName={fd_name}",
-                f"Backlog={int(app.get('backlog', 2048))}",
+                f"Backlog={int(app.backlog)}",
             ]
             if address.startswith("unix:"):
                 sock.append("RemoveOnStop=yes")
             sock.append(f"Service={base}@0.service" if template else f"Service={base}.service")
             sock += ["", "[Install]", "WantedBy=sockets.target", ""]
             files[unit] = "\n".join(sock)
-        if app.get("health"):
+        if app.health:
             notes.append(f"{name}: health probes are not exported (systemd has none); watchdog_sec is its liveness check")
     return files, notes

@@ -22,6 +22,7 @@ from corral.daemon.registry import client_env
 from corral.system import osproc
 
 if TYPE_CHECKING:
+    from corral.core.appspec import AppSpec
     from corral.daemon.context import DaemonContext
     from corral.daemon.instance import App, Instance
 
@@ -40,18 +41,18 @@ class ProcessCommands:
     # ------------------------------------------------------------ start
 
     async def start(self, args: dict[str, Any]) -> Any:
-        configs = self.d.registry.validate(args["apps"])
+        specs = self.d.registry.validate(args["apps"])
         env = client_env(args.get("client_env"))
-        graph = self._graph(configs)
+        graph = self._graph(specs)
         # register every new app first (binding its sockets), so a socket that cannot be
         # bound starts nothing at all
-        added, _ = self.d.registry.bind_all(configs, env, args.get("source"), redefine=False)
+        added, _ = self.d.registry.bind_all(specs, env, args.get("source"), redefine=False)
         touched: list[Instance] = []
         launches: dict[str, Callable[[], None]] = {}
-        for cfg in configs:
-            app = self.sup.apps[cfg["name"]]
+        for spec in specs:
+            app = self.sup.apps[spec.name]
             if app in added:
-                if cfg["autostart"]:
+                if spec.autostart:
 
                     def start_all(app: App = app) -> None:
                         for inst in app.instances:
@@ -60,8 +61,8 @@ class ProcessCommands:
                     launches[app.name] = start_all
                 touched.extend(app.instances)
                 continue
-            changed = app.config != cfg
-            new = self.sup.update_app(app, cfg, env if changed else None)
+            changed = app.spec != spec
+            new = self.sup.update_app(app, spec, env if changed else None)
 
             def relaunch(app: App = app, new: list[Instance] = new, changed: bool = changed) -> None:
                 for inst in app.instances:
@@ -74,7 +75,7 @@ class ProcessCommands:
             touched.extend(app.instances)
         finished = None
         if any(graph.needs.get(n) for n in launches):
-            runner = self.d.start_in_order(graph, configs, launches)
+            runner = self.d.start_in_order(graph, specs, launches)
             if args.get("wait", True):
                 finished = await runner.wait()
         else:
@@ -87,10 +88,10 @@ class ProcessCommands:
             raise RequestError("dependency_failed", "; ".join(f"{a}: {why}" for a, why in finished.failures))
         return self.reply([i for i in touched if i in i.app.instances])
 
-    def _graph(self, configs: list[dict[str, Any]]) -> Graph:
+    def _graph(self, specs: list[AppSpec]) -> Graph:
         """The request's apps' depends_on, checked against them and the registered apps."""
         try:
-            return validate_dependencies(configs, file="request", known=list(self.sup.apps))
+            return validate_dependencies(specs, file="request", known=list(self.sup.apps))
         except ConfigError as e:
             raise RequestError("bad_config", e.render())
 
@@ -217,16 +218,16 @@ class ProcessCommands:
         in it, delete the apps of the same file that are gone; returns the apps to reload."""
         from corral.config.keys import resolve_instances
 
-        configs = self.d.registry.validate(args["apps"])
+        specs = self.d.registry.validate(args["apps"])
         source = args.get("source")
         env = client_env(args.get("client_env"))
-        for cfg in configs:
-            existing = self.sup.apps.get(cfg["name"])
+        for spec in specs:
+            existing = self.sup.apps.get(spec.name)
             if existing is not None and existing.reloading:
                 raise RequestError("busy", f"a reload of '{existing.name}' is already running; try again when it ends")
-        added, changed = self.d.registry.bind_all(configs, env, source, redefine=True)
+        added, changed = self.d.registry.bind_all(specs, env, source, redefine=True)
         for app in added:
-            if app.config["autostart"]:
+            if app.spec.autostart:
                 for inst in app.instances:
                     self.sup.start(inst)
             started.append(app.name)
@@ -234,10 +235,10 @@ class ProcessCommands:
         for existing, previous in changed:
             existing.base_env = env
             existing.source = source or existing.source
-            if previous["instances"] != existing.config["instances"]:
-                self.sup.scale(existing, resolve_instances(existing.config["instances"], self.sup.cpu_count))
+            if previous.instances != existing.spec.instances:
+                self.sup.scale(existing, resolve_instances(existing.spec.instances, self.sup.cpu_count))
             targets.append(existing)
-        names = {cfg["name"] for cfg in configs}
+        names = {spec.name for spec in specs}
         if source:
             for app in list(self.sup.apps.values()):
                 if app.source == source and app.name not in names:

@@ -58,11 +58,11 @@ class UpkeepCommands:
         entries, source = dump.read(self.d.home.dump_file, self.d.log)
         started: list[Instance] = []
         for entry in entries:
-            cfg = self.d.registry.validate([entry["config"]])[0]
-            if cfg["name"] in self.sup.apps:
+            spec = self.d.registry.validate([dump.config_of(entry, self.d.log)])[0]
+            if spec.name in self.sup.apps:
                 continue
             env = client_env(entry.get("base_env") or args.get("client_env"))
-            (app,), _ = self.d.registry.bind_all([cfg], env, None, redefine=False)
+            (app,), _ = self.d.registry.bind_all([spec], env, None, redefine=False)
             if entry.get("running", True):
                 for inst in app.instances:
                     self.sup.start(inst)
