@@ -42,9 +42,9 @@ PING = Command("ping", "Is the daemon alive: its version, pid, uptime, and `conn
 
 START = Command(
     "start",
-    "Register apps (normalised app objects, as loaded from an ecosystem file) and start those with autostart. An app already known by name is started (if stopped) with its new definition.",
+    "Register apps (AppSpec objects as plain data, as loaded from an ecosystem file; see App objects in docs/protocol.md) and start those with autostart. An app already known by name is started (if stopped) with its new definition.",
     (
-        Param("apps", "list[object]", "Normalised app definitions.", required=True),
+        Param("apps", "list[object]", "App definitions: AppSpec objects as plain data, checked once by the daemon (docs/protocol.md).", required=True),
         Param("client_env", "object", "The caller's environment; apps inherit it, as in PM2.", default={}),
         Param("source", "str", "The ecosystem file the apps come from (used by `reload FILE`).", default=None),
         Param("wait", "bool", "Answer once the started processes have settled (online, errored or stopped); `false`: as soon as their spawns are issued.", default=True),
@@ -75,7 +75,7 @@ RELOAD = Command(
     "Zero-downtime reload: replace instances one by one (start the replacement, wait until it is ready, then stop the old one gracefully). With `apps`, first apply a changed ecosystem file: new definitions applied, added apps started, apps of the same `source` file that are gone deleted. Fork-mode apps without a shared socket fall back to a rolling restart.",
     (
         Param("target", "list[str]", "Names, ids, namespaces, or `all` (ignored with `apps`).", default=["all"]),
-        Param("apps", "list[object]", "Normalised app definitions from an ecosystem file.", default=None),
+        Param("apps", "list[object]", "App definitions from an ecosystem file: AppSpec objects as plain data.", default=None),
         Param("source", "str", "The ecosystem file the apps come from.", default=None),
         Param("client_env", "object", "The caller's environment.", default={}),
         Param("with_dependents", "bool", "Also reload the apps that depend on the targets (depends_on), after them, in start order.", default=False),

@@ -66,9 +66,3 @@ def shebang_interpreter(path: str) -> tuple[str, list[str]] | None:
     if not words or program_kind(words[0]) is None:
         return None
     return words[0], words[1:]
-
-
-def is_node_app(app: dict[str, object]) -> bool:
-    """Whether a normalised app runs under node (the interpreter is node, by name or path)."""
-    interpreter = app.get("interpreter")
-    return isinstance(interpreter, str) and program_kind(interpreter) == "node"
