@@ -72,6 +72,7 @@ class ProcessCommands:
 
             launches[app.name] = relaunch
             touched.extend(app.instances)
+        restarts = {inst.id: inst.state.restarts for inst in touched}
         finished = None
         if any(graph.needs.get(n) for n in launches):
             runner = self.d.start_in_order(graph, configs, launches)
@@ -82,10 +83,30 @@ class ProcessCommands:
                 action()
         if args.get("wait", True):
             await self.d.rollout.await_settled(touched)
+        else:
+            await self._await_spawned(touched, restarts)
         self.d.notify_systemd()
         if finished is not None and not finished.ok:
             raise RequestError("dependency_failed", "; ".join(f"{a}: {why}" for a, why in finished.failures))
         return self.reply([i for i in touched if i in i.app.instances])
+
+    async def _await_spawned(self, instances: list[Instance], restarts: dict[int, int]) -> None:
+        """``start`` without waiting: until each launched instance has a pid or its spawn
+        failed (so the reply shows pids and exec errors), and none is still stopping
+        (a redefined app restarts); not until it is ready."""
+
+        def issued(inst: Instance) -> bool:
+            s = inst.state
+            if inst not in inst.app.instances:
+                return True
+            if s.status is Status.STOPPING:
+                return False
+            # a failed spawn either left `launching` or counted a restart and tried again
+            return s.status is not Status.LAUNCHING or s.pid is not None or s.restarts != restarts.get(inst.id, s.restarts)
+
+        if instances:
+            timeout = max(i.state.policy.kill_timeout for i in instances) + 5.0
+            await self.sup.wait_for(lambda: all(issued(i) for i in instances), timeout)
 
     def _graph(self, configs: list[dict[str, Any]]) -> Graph:
         """The request's apps' depends_on, checked against them and the registered apps."""
