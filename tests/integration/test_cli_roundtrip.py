@@ -114,6 +114,19 @@ def test_start_answers_at_spawn_and_wait_waits_for_ready(corral: Corral) -> None
     assert [p["status"] for p in json.loads(out.stdout) if p["name"] == "nowait"] == ["launching"]
 
 
+def test_start_of_a_changed_file_answers_with_the_new_process(corral: Corral) -> None:
+    # a changed definition restarts the app: the answer comes once the new process is spawned
+    write(corral.cwd / "app.py", APP)
+    write(corral.cwd / "eco.toml", ecosystem({"name": "web", "script": "app.py", "env": {"V": "1"}}))
+    [old] = json.loads(corral.run("start", "eco.toml", "--json").stdout)
+    write(corral.cwd / "eco.toml", ecosystem({"name": "web", "script": "app.py", "env": {"V": "2"}}))
+    [new] = json.loads(corral.run("start", "eco.toml", "--json").stdout)
+    assert new["status"] == "online" and new["pid"] and new["pid"] != old["pid"], (old, new)
+    assert pid_alive(new["pid"]) and not pid_alive(old["pid"])
+    with open(f"/proc/{new['pid']}/environ", "rb") as f:
+        assert b"V=2" in f.read().split(b"\0")
+
+
 @pytest.mark.parametrize("wait", [[], ["--wait"]], ids=["default", "wait"])
 def test_start_reports_a_spawn_failure_with_exit_1(corral: Corral, wait: list[str]) -> None:
     # executable but not a program: exec fails (ENOEXEC), known when the spawn is done

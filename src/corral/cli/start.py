@@ -118,13 +118,12 @@ def cmd_start(ns: argparse.Namespace) -> int:
 
 
 def _report_failures(reply: Any) -> int:
-    """1 when a started instance could not be spawned or has errored: one line each on stderr."""
+    """1 when a started instance could not be spawned (exec error): one line each on stderr.
+
+    Only what the spawn itself tells: whether a process that did start has crashed by the
+    time of the answer is a race, left to the table (and to the restart policy)."""
     processes = reply.get("processes", []) if isinstance(reply, dict) else []
-    failed = [p for p in processes if p.get("status") == "errored" or str(p.get("reason") or "").startswith("could not start")]
+    failed = [p for p in processes if str(p.get("reason") or "").startswith("could not start")]
     for p in failed:
-        reason = str(p.get("reason") or "")
-        if reason.startswith("could not start"):
-            common.warn(f"{p['name']} (id {p['id']}) {reason} (now {p['status']})")
-        else:
-            common.warn(f"{p['name']} (id {p['id']}) is {p['status']}: {reason}")
+        common.warn(f"{p['name']} (id {p['id']}) {p['reason']} (now {p['status']})")
     return 1 if failed else 0

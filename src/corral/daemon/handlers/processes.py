@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from corral.daemon.instance import App, Instance
 
 RESTARTABLE = (Status.STOPPED, Status.ERRORED, Status.WAITING_RESTART)
+SPAWN_FAILED = "could not start"  # the reason statemachine.step gives a SpawnFailed (the CLI reads it too)
 
 
 class ProcessCommands:
@@ -72,7 +73,6 @@ class ProcessCommands:
 
             launches[app.name] = relaunch
             touched.extend(app.instances)
-        restarts = {inst.id: inst.state.restarts for inst in touched}
         finished = None
         if any(graph.needs.get(n) for n in launches):
             runner = self.d.start_in_order(graph, configs, launches)
@@ -85,13 +85,13 @@ class ProcessCommands:
         if args.get("wait", True):
             await self.d.rollout.await_settled(touched)
         else:
-            await self._await_spawned(touched, restarts)
+            await self._await_spawned(touched)
         self.d.notify_systemd()
         if finished is not None and not finished.ok:
             raise RequestError("dependency_failed", "; ".join(f"{a}: {why}" for a, why in finished.failures))
         return self.reply([i for i in touched if i in i.app.instances])
 
-    async def _await_spawned(self, instances: list[Instance], restarts: dict[int, int]) -> None:
+    async def _await_spawned(self, instances: list[Instance]) -> None:
         """``start`` without waiting: until each launched instance has a pid or its spawn
         failed (so the reply shows pids and exec errors), and none is still stopping
         (a redefined app restarts); not until it is ready."""
@@ -102,8 +102,8 @@ class ProcessCommands:
                 return True
             if s.status is Status.STOPPING:
                 return False
-            # a failed spawn either left `launching` or counted a restart and tried again
-            return s.status is not Status.LAUNCHING or s.pid is not None or s.restarts != restarts.get(inst.id, s.restarts)
+            # a failed spawn left `launching`, or is tried again with the reason kept
+            return s.status is not Status.LAUNCHING or s.pid is not None or s.reason.startswith(SPAWN_FAILED)
 
         if instances:
             timeout = max(i.state.policy.kill_timeout for i in instances) + 5.0
