@@ -14,8 +14,8 @@ from corral.core.errors import ConfigError, UsageError
 # `corral start` answers once the daemon has spawned the processes, as `pm2 start` and
 # `systemctl start` of a plain service do: the table shows their pids, `online` (or
 # `launching` while an app with wait_ready has not reported ready), and a spawn that failed
-# (exec error) makes the exit non-zero; apps with depends_on are spawned in order first.
-# --wait answers once every instance has settled.
+# (exec error) makes the exit non-zero; apps held back by depends_on show `waiting`.
+# --wait answers once every instance has settled, the start order done.
 WAIT_BY_DEFAULT = False
 
 
@@ -26,7 +26,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--env", help="use env_<NAME> from the ecosystem file")
     s.add_argument("--only", help="only these apps (comma separated)")
     s.add_argument("--json", action="store_true", help="print the process list as JSON")
-    s.add_argument("--wait", dest="wait", action="store_const", const=True, default=WAIT_BY_DEFAULT, help="answer once every started instance has settled: online (ready, with wait_ready) or failed")
+    s.add_argument("--wait", dest="wait", action="store_const", const=True, default=WAIT_BY_DEFAULT, help="answer once every started instance has settled: online (ready, with wait_ready) or failed, apps with depends_on started in order")
     s.add_argument("--no-wait", dest="wait", action="store_const", const=False, help="answer once the processes are spawned (the default): an app with wait_ready may show 'launching'")
     add_key_flags(s)
     s.add_argument("script_args", nargs="*", help="arguments after -- go to the script")

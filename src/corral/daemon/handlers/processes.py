@@ -76,9 +76,8 @@ class ProcessCommands:
         finished = None
         if any(graph.needs.get(n) for n in launches):
             runner = self.d.start_in_order(graph, configs, launches)
-            # a dependent's spawn is issued once what it needs is met: waited for in both
-            # modes, so a dependency that fails is this start's error
-            finished = await runner.wait()
+            if args.get("wait", True):
+                finished = await runner.wait()
         else:
             for action in launches.values():
                 action()
