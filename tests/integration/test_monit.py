@@ -133,6 +133,10 @@ def cell(screen: str, row: str, header: str) -> str:
     return row[:end].split()[-1]
 
 
+def row_status(row: str) -> str:
+    return row[2:].split()[2]  # id, name, then the (left-aligned) status
+
+
 def log_pane(screen: str) -> list[str]:
     lines = screen.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("─ logs")), None)
@@ -265,3 +269,70 @@ def test_monit_without_a_tty_prints_a_snapshot(corral: Corral) -> None:
 def test_rich_is_not_imported_by_the_cli() -> None:
     code = "import sys, corral.cli, corral.tools.monit; sys.exit('rich' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_monit_snapshot_shows_waiting_and_blocked_apps(corral: Corral) -> None:
+    """Apps held back by `depends_on` show as `waiting` (the dependency is still running) and
+    `blocked` (it failed), each with the dependency named, like `ls` shows them."""
+    write(corral.cwd / "until.py", "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.05)\n")
+    write(corral.cwd / "fail.py", "raise SystemExit(3)\n")
+    write(corral.cwd / "sleeper.py", SLEEPER)
+    write(
+        corral.cwd / "ecosystem.toml",
+        """
+[[apps]]
+name = "slowjob"
+script = "until.py"
+autorestart = false
+
+[[apps]]
+name = "badjob"
+script = "fail.py"
+autorestart = false
+
+[[apps]]
+name = "waiter"
+script = "sleeper.py"
+args = ["waiter"]
+depends_on = { slowjob = "completed_successfully" }
+
+[[apps]]
+name = "stuck"
+script = "sleeper.py"
+args = ["stuck"]
+depends_on = { badjob = "completed_successfully" }
+""",
+    )
+    corral.run("start", "ecosystem.toml", "--no-wait", check=False)
+
+    def statuses() -> dict[str, str] | None:
+        got = {p["name"]: p["status"] for p in corral.jlist()}
+        return got if got.get("waiter") == "waiting" and got.get("stuck") == "blocked" else None
+
+    wait_until(statuses, timeout=DEADLINE, message="waiter waiting, stuck blocked")
+    proc = subprocess.run(
+        [sys.executable, "-m", "corral", "monit"],
+        cwd=corral.cwd,
+        env={**corral.env, "COLUMNS": "120"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    [waiter] = table_rows(out, "waiter")
+    [stuck] = table_rows(out, "stuck")
+    assert row_status(waiter) == "waiting" and row_status(stuck) == "blocked", out
+    assert "slowjob" in waiter and "badjob" in stuck, out  # the reason names the dependency
+
+    # the dependency completes: the waiting app starts and monit shows it online
+    write(corral.cwd / "go", "")
+    wait_until(lambda: corral.proc("waiter")["status"] == "online", timeout=DEADLINE, message="waiter online")
+    again = subprocess.run(
+        [sys.executable, "-m", "corral", "monit"], cwd=corral.cwd, env={**corral.env, "COLUMNS": "120"},
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    ).stdout
+    [waiter] = table_rows(again, "waiter")
+    [stuck] = table_rows(again, "stuck")
+    assert row_status(waiter) == "online" and row_status(stuck) == "blocked", again

@@ -52,6 +52,8 @@ STATUS_STYLES = {
     "waiting restart": "yellow",
     "stopped": "bright_black",
     "errored": "bold red",
+    "waiting": "yellow",  # not started yet: a dependency is not met (depends_on)
+    "blocked": "bold red",  # not started: a dependency failed
 }
 HEALTH_STYLES = {
     "healthy": "green",
@@ -142,7 +144,15 @@ def parse_keys(data: bytes) -> list[str]:
     return keys
 
 
+HELD_BACK = ("waiting", "blocked")
+MAX_HELD_REASON = 32
+
+
 def _health_text(p: dict[str, Any]) -> str:
+    if p.get("status") in HELD_BACK and p.get("reason"):
+        # what it waits for, or what blocked it: in the health column, where a started app's readiness is
+        reason = str(p["reason"])
+        return reason if len(reason) <= MAX_HELD_REASON else reason[: MAX_HELD_REASON - 1] + "…"
     h = p.get("health")
     if isinstance(h, dict) and h.get("status"):
         return str(h["status"])
@@ -667,6 +677,8 @@ def render(mon: Monitor, width: int, height: int, *, live: bool = True) -> Any:
                     style = STATUS_STYLES.get(str(p.get("status")), "")
                 elif key == "health":
                     style = HEALTH_STYLES.get(r["health"], "dim" if r["health"] == "-" else "")
+                    if p.get("status") in HELD_BACK:
+                        style = STATUS_STYLES[str(p["status"])]
                 elif key == "name":
                     style = "bold"
                 elif key == "restarts" and (p.get("restarts") or 0) > 0:
