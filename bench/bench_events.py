@@ -200,7 +200,7 @@ def bench_deps_chain(ctx: Ctx) -> list[Row]:
         try:
             subprocess.run([*corral, "ping"], env=env, cwd=work, check=True, capture_output=True)
             t0 = time.monotonic()
-            subprocess.run([*corral, "start", "ecosystem.toml"], env=env, cwd=work, check=True, capture_output=True, timeout=120)
+            subprocess.run([*corral, "start", "ecosystem.toml", "--wait"], env=env, cwd=work, check=True, capture_output=True, timeout=120)
             total = time.monotonic() - t0
             got = {p.name: tuple(map(float, p.read_text().split())) for p in stamps.iterdir()}
             assert len(got) == 10, sorted(got)

@@ -414,8 +414,8 @@ def bench_start20(ctx: Ctx) -> list[Row]:
         )
     ctx.note(
         "start20",
-        f"{trials} trial(s) per tool. `corral start` answers once every instance has settled (it waits for them) "
-        "and prints the table; `pm2 start` answers once it has launched them.",
+        f"{trials} trial(s) per tool. `corral start` answers once the daemon has spawned the instances "
+        "and prints the table (pids, `online`); `pm2 start` answers once it has launched them.",
     )
     return [
         Row(

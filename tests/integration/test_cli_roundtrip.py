@@ -77,15 +77,66 @@ def test_every_state_changing_command_is_one_connection(corral: Corral, counted:
     assert statuses == {"web": "online", "e1": "online"}
 
 
-@pytest.mark.skipif(not __import__("corral.cli.start").cli.start.daemon_takes("start", "wait"), reason="this daemon has no start wait param")
-def test_start_no_wait_answers_before_settling(corral: Corral) -> None:
-    # never ready: with --wait the answer would come after listen_timeout (20 s)
+def _accepted(corral: Corral) -> int:
+    """Connections the daemon accepted so far, this ping's included."""
+    return int(json.loads(corral.run("ping").stdout)["connections"])
+
+
+@pytest.mark.parametrize("wait", [[], ["--wait"]], ids=["default", "wait"])
+def test_start_and_stop_of_one_app_are_one_round_trip_each(corral: Corral, wait: list[str]) -> None:
+    """Counted by the daemon: each `corral` subprocess is one accepted connection."""
+    write(corral.cwd / "app.py", APP)
+    before = _accepted(corral)
+    out = corral.run("start", "app.py", *wait, "--json")
+    assert _accepted(corral) == before + 2  # start, and this ping
+    [p] = json.loads(out.stdout)
+    assert p["status"] == "online" and p["pid"] and pid_alive(p["pid"])  # spawned when it answers
+    before = _accepted(corral)
+    out = corral.run("stop", "app")
+    assert _accepted(corral) == before + 2
+    assert "stopped" in out.stdout and not pid_alive(p["pid"])
+
+
+def test_start_answers_at_spawn_and_wait_waits_for_ready(corral: Corral) -> None:
+    # never ready: with --wait the answer comes after listen_timeout (3 s) has judged it
     write(corral.cwd / "app.py", APP)
     corral.run("ping")
     t0 = time.monotonic()
-    out = corral.run("start", "app.py", "--wait-ready", "--listen-timeout", "20s", "--no-wait", "--json")
-    assert time.monotonic() - t0 < 15
-    assert [p["status"] for p in json.loads(out.stdout)] == ["launching"]
+    out = corral.run("start", "app.py", "--name", "now", "--wait-ready", "--listen-timeout", "3s", "--json")
+    assert time.monotonic() - t0 < 3
+    [p] = [p for p in json.loads(out.stdout) if p["name"] == "now"]
+    assert p["status"] == "launching" and p["pid"] and pid_alive(p["pid"])
+    out = corral.run("start", "app.py", "--name", "later", "--wait-ready", "--listen-timeout", "3s", "--wait", "--json")
+    assert time.monotonic() - t0 >= 3
+    [p] = [p for p in json.loads(out.stdout) if p["name"] == "later"]
+    assert p["restarts"] >= 1  # settled: the listen timeout judged its first run (and it was restarted)
+    out = corral.run("start", "app.py", "--name", "nowait", "--wait-ready", "--no-wait", "--json")  # the old spelling
+    assert [p["status"] for p in json.loads(out.stdout) if p["name"] == "nowait"] == ["launching"]
+
+
+def test_start_of_a_changed_file_answers_with_the_new_process(corral: Corral) -> None:
+    # a changed definition restarts the app: the answer comes once the new process is spawned
+    write(corral.cwd / "app.py", APP)
+    write(corral.cwd / "eco.toml", ecosystem({"name": "web", "script": "app.py", "env": {"V": "1"}}))
+    [old] = json.loads(corral.run("start", "eco.toml", "--json").stdout)
+    write(corral.cwd / "eco.toml", ecosystem({"name": "web", "script": "app.py", "env": {"V": "2"}}))
+    [new] = json.loads(corral.run("start", "eco.toml", "--json").stdout)
+    assert new["status"] == "online" and new["pid"] and new["pid"] != old["pid"], (old, new)
+    assert pid_alive(new["pid"]) and not pid_alive(old["pid"])
+    with open(f"/proc/{new['pid']}/environ", "rb") as f:
+        assert b"V=2" in f.read().split(b"\0")
+
+
+@pytest.mark.parametrize("wait", [[], ["--wait"]], ids=["default", "wait"])
+def test_start_reports_a_spawn_failure_with_exit_1(corral: Corral, wait: list[str]) -> None:
+    # executable but not a program: exec fails (ENOEXEC), known when the spawn is done
+    write(corral.cwd / "garbage", "\x00\x01 not a program\n")
+    os.chmod(corral.cwd / "garbage", 0o755)
+    out = corral.run("start", "./garbage", *wait, check=False)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    assert "garbage (id 0) could not start" in out.stderr and "Exec format error" in out.stderr, out.stderr
+    assert "garbage" in out.stdout  # the table is printed all the same
 
 
 # ---------------------------------------------------------------- no tracebacks

@@ -94,7 +94,7 @@ def cluster_app(name: str, listen: Any, instances: int = 2, **extra: Any) -> dic
 
 def start(corral: Corral, *apps: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
     write(corral.cwd / "ecosystem.toml", ecosystem(*apps))
-    return corral.run("start", "ecosystem.toml", check=check)
+    return corral.run("start", "ecosystem.toml", "--wait", check=check)  # the tests need them ready
 
 
 def by_instance(corral: Corral, name: str) -> dict[int, dict[str, Any]]:

@@ -79,16 +79,30 @@ def test_chain_starts_in_order(corral: Corral, stamps: Path) -> None:
         app("web", depends_on=["migrate"]),
         app("migrate", "exit0", autorestart=False),
     ))
-    proc = corral.run("start", "ecosystem.toml", timeout=60)
+    proc = corral.run("start", "ecosystem.toml", "--wait", timeout=60)
     assert proc.returncode == 0, proc.stderr
     m_end = wait_until(lambda: stamp(stamps, "migrate", "end"))
     web = wait_until(lambda: stamp(stamps, "web", "start"))
     worker = wait_until(lambda: stamp(stamps, "worker", "start"))
     assert stamp(stamps, "migrate", "start") is not None
-    assert m_end <= web <= worker  # each started after what it needs was met
+    assert m_end <= web and m_end <= worker  # started after the one-shot had finished
+    # worker needs web `ready`, which for an app without wait_ready is online, at its spawn:
+    # the two interpreters then start side by side, so the order shows in the events, not
+    # in their first lines
+    events = [json.loads(line) for line in corral.run("events", "--json", "--nostream", "--lines", "50").stdout.splitlines()]
+    kinds = [(e["app"], e["kind"]) for e in events]
+    assert kinds.index(("migrate", "exited")) < kinds.index(("web", "started")) < kinds.index(("web", "online")) < kinds.index(("worker", "started")), kinds
     procs = {p["name"]: p for p in corral.jlist()}
     assert procs["migrate"]["status"] == "stopped" and procs["migrate"]["exit_code"] == 0
     assert procs["web"]["status"] == "online" and procs["worker"]["status"] == "online"
+
+
+def test_start_answers_before_the_chain_is_up_unless_told_to_wait(corral: Corral, stamps: Path) -> None:
+    write(corral.cwd / "ecosystem.toml", ecosystem(app("migrate", "exit0", autorestart=False), app("web", depends_on=["migrate"])))
+    proc = corral.run("start", "ecosystem.toml", "--json", timeout=60)
+    procs = {p["name"]: p for p in json.loads(proc.stdout)}
+    assert procs["migrate"]["pid"] and procs["web"]["status"] == "waiting", procs  # the one-shot works 0.4 s
+    wait_until(lambda: corral.proc("web")["status"] == "online", timeout=15)
 
 
 def test_a_failing_migration_stops_the_chain(corral: Corral, stamps: Path) -> None:
@@ -98,7 +112,7 @@ def test_a_failing_migration_stops_the_chain(corral: Corral, stamps: Path) -> No
         app("worker", depends_on={"web": "started"}),
         app("other"),
     ))
-    proc = corral.run("start", "ecosystem.toml", check=False, timeout=60)
+    proc = corral.run("start", "ecosystem.toml", "--wait", check=False, timeout=60)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "web: not started: migrate failed: exited with code 3" in proc.stderr
     assert "worker: not started: web was not started" in proc.stderr
@@ -121,7 +135,7 @@ def test_a_slow_healthy_dependency_is_waited_for(corral: Corral, stamps: Path) -
         app("db", f"listen1.5:{port}", health={"tcp": f"127.0.0.1:{port}", "interval": "300ms", "timeout": "1s", "start_period": "5s"}),
         app("web", depends_on={"db": "healthy"}),
     ))
-    proc = corral.run("start", "ecosystem.toml", timeout=60)
+    proc = corral.run("start", "ecosystem.toml", "--wait", timeout=60)
     assert proc.returncode == 0, proc.stderr
     listening = wait_until(lambda: stamp(stamps, "db", "listening"))
     web = wait_until(lambda: stamp(stamps, "web", "start"))
@@ -136,7 +150,7 @@ def test_stop_in_reverse_order(corral: Corral, stamps: Path) -> None:
         app("api", depends_on=["db"], kill_signal="SIGTERM"),
         app("web", depends_on=["api"], kill_signal="SIGTERM"),
     ))
-    corral.run("start", "ecosystem.toml")
+    corral.run("start", "ecosystem.toml", "--wait")
     corral.run("stop", "all", timeout=60)
     web, api, db = (wait_until(lambda n=n: stamp(stamps, n, "stop")) for n in ("web", "api", "db"))
     # each got its signal only after the one that needs it had finished stopping (0.3 s)
@@ -250,7 +264,7 @@ def test_events_command_replays_and_follows(corral: Corral, stamps: Path) -> Non
     import sys
 
     write(corral.cwd / "ecosystem.toml", ecosystem(app("m", "exit0", autorestart=False), app("svc", depends_on=["m"])))
-    corral.run("start", "ecosystem.toml")
+    corral.run("start", "ecosystem.toml", "--wait")
     kept = [json.loads(line) for line in corral.run("events", "--json", "--nostream", "--lines", "50").stdout.splitlines()]
     kinds = [(e["app"], e["kind"]) for e in kept]
     assert ("svc", "waiting") in kinds and ("m", "exited") in kinds and ("svc", "online") in kinds
@@ -314,7 +328,7 @@ def test_restart_with_dependents(corral: Corral, stamps: Path) -> None:
         app("api", depends_on=["db"], kill_signal="SIGTERM"),
         app("lone", kill_signal="SIGTERM"),
     ))
-    corral.run("start", "ecosystem.toml")
+    corral.run("start", "ecosystem.toml", "--wait")
     before = {n: wait_until(lambda n=n: stamp(stamps, n, "start")) for n in ("db", "api", "lone")}
     corral.run("restart", "db", "--with-dependents", timeout=60)
     db = wait_until(lambda: (s := stamp(stamps, "db", "start")) is not None and s > before["db"] and s)

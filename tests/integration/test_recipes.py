@@ -301,7 +301,7 @@ def test_recipe_serves_the_shared_socket_and_reloads_without_loss(
     port = free_port()
     file = write(corral.cwd / f"{recipe.name}.toml", toml(app_config(recipe, port)))
     try:
-        corral.run("start", str(file))
+        corral.run("start", str(file), "--wait")  # serving once ready
         before = instance_pids(corral, recipe.name)
         assert sorted(before) == [0, 1]
         pids = set(before.values())

@@ -242,8 +242,12 @@ def render() -> str:
     lines += [
         "",
         "Other `start` options of Corral: `--wait` (answer once every started instance has"
-        " settled: online or failed; the default), `--no-wait` (answer as soon as the spawns are"
-        " issued, as `pm2 start` does; the table may show `launching`), `--json` (print the"
+        " settled: online, ready with `wait_ready`, or failed; apps with `depends_on` started in"
+        " order, a failed dependency exits 1), `--no-wait` (the default: answer once the"
+        " processes are spawned, apps held back by `depends_on` shown `waiting`, as"
+        " `pm2 start` does; the table shows their pids, `launching` for an app with `wait_ready`"
+        " that has not reported ready, and an exec error exits 1; `pm2 start` waits for the"
+        " ready message of a `wait_ready` app, Corral only with `--wait`), `--json` (print the"
         " process list as JSON).",
         "",
     ]

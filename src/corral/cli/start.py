@@ -11,9 +11,12 @@ from typing import Any
 from corral.cli import common
 from corral.core.errors import ConfigError, UsageError
 
-# `corral start` prints settled statuses unless told --no-wait: scripts and tests read the
-# table (and pids) right after it returns, as they always could.
-WAIT_BY_DEFAULT = True
+# `corral start` answers once the daemon has spawned the processes, as `pm2 start` and
+# `systemctl start` of a plain service do: the table shows their pids, `online` (or
+# `launching` while an app with wait_ready has not reported ready), and a spawn that failed
+# (exec error) makes the exit non-zero; apps held back by depends_on show `waiting`.
+# --wait answers once every instance has settled, the start order done.
+WAIT_BY_DEFAULT = False
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
@@ -23,8 +26,8 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--env", help="use env_<NAME> from the ecosystem file")
     s.add_argument("--only", help="only these apps (comma separated)")
     s.add_argument("--json", action="store_true", help="print the process list as JSON")
-    s.add_argument("--wait", dest="wait", action="store_const", const=True, default=WAIT_BY_DEFAULT, help="answer once every started instance has settled: online or failed (the default)")
-    s.add_argument("--no-wait", dest="wait", action="store_const", const=False, help="answer as soon as the spawns are issued (the table may show 'launching')")
+    s.add_argument("--wait", dest="wait", action="store_const", const=True, default=WAIT_BY_DEFAULT, help="answer once every started instance has settled: online (ready, with wait_ready) or failed, apps with depends_on started in order")
+    s.add_argument("--no-wait", dest="wait", action="store_const", const=False, help="answer once the processes are spawned (the default): an app with wait_ready may show 'launching'")
     add_key_flags(s)
     s.add_argument("script_args", nargs="*", help="arguments after -- go to the script")
 
@@ -97,9 +100,9 @@ def cmd_start(ns: argparse.Namespace) -> int:
     client = common.client()
     if loaded is None:
         with client.session() as s:
-            _, everyone = common.call_and_list(s, "restart", {"target": common.targets([ns.target]), "client_env": client_env})
+            reply, everyone = common.call_and_list(s, "restart", {"target": common.targets([ns.target]), "client_env": client_env})
         common.print_processes(everyone, ns.json)
-        return 0
+        return _report_failures(reply)
     result, source = loaded
     for w in result.warnings:
         common.warn(f"warning: {w}")
@@ -109,6 +112,18 @@ def cmd_start(ns: argparse.Namespace) -> int:
     if daemon_takes("start", "wait"):  # an older daemon always waits
         args["wait"] = ns.wait
     with client.session() as s:
-        _, everyone = common.call_and_list(s, "start", args)
+        reply, everyone = common.call_and_list(s, "start", args)
     common.print_processes(everyone, ns.json)
-    return 0
+    return _report_failures(reply)
+
+
+def _report_failures(reply: Any) -> int:
+    """1 when a started instance could not be spawned (exec error): one line each on stderr.
+
+    Only what the spawn itself tells: whether a process that did start has crashed by the
+    time of the answer is a race, left to the table (and to the restart policy)."""
+    processes = reply.get("processes", []) if isinstance(reply, dict) else []
+    failed = [p for p in processes if str(p.get("reason") or "").startswith("could not start")]
+    for p in failed:
+        common.warn(f"{p['name']} (id {p['id']}) {p['reason']} (now {p['status']})")
+    return 1 if failed else 0

@@ -47,7 +47,7 @@ START = Command(
         Param("apps", "list[object]", "App definitions: AppSpec objects as plain data, checked once by the daemon (docs/protocol.md).", required=True),
         Param("client_env", "object", "The caller's environment; apps inherit it, as in PM2.", default={}),
         Param("source", "str", "The ecosystem file the apps come from (used by `reload FILE`).", default=None),
-        Param("wait", "bool", "Answer once the started processes have settled (online, errored or stopped); `false`: as soon as their spawns are issued.", default=True),
+        Param("wait", "bool", "Answer once the started processes have settled (online, errored or stopped); `false` (the CLI's default): once each launched instance is spawned (has a pid) or failed to spawn; apps held back by `depends_on` stay `waiting` and the start order carries on after the reply.", default=True),
     ),
     result="{processes: [the started processes], all: [every process]}",
     changes_state=True,

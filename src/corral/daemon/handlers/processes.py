@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from corral.daemon.instance import App, Instance
 
 RESTARTABLE = (Status.STOPPED, Status.ERRORED, Status.WAITING_RESTART)
+SPAWN_FAILED = "could not start"  # the reason statemachine.step gives a SpawnFailed (the CLI reads it too)
 
 
 class ProcessCommands:
@@ -83,10 +84,30 @@ class ProcessCommands:
                 action()
         if args.get("wait", True):
             await self.d.rollout.await_settled(touched)
+        else:
+            await self._await_spawned(touched)
         self.d.notify_systemd()
         if finished is not None and not finished.ok:
             raise RequestError("dependency_failed", "; ".join(f"{a}: {why}" for a, why in finished.failures))
         return self.reply([i for i in touched if i in i.app.instances])
+
+    async def _await_spawned(self, instances: list[Instance]) -> None:
+        """``start`` without waiting: until each launched instance has a pid or its spawn
+        failed (so the reply shows pids and exec errors), and none is still stopping
+        (a redefined app restarts); not until it is ready."""
+
+        def issued(inst: Instance) -> bool:
+            s = inst.state
+            if inst not in inst.app.instances:
+                return True
+            if s.status is Status.STOPPING:
+                return False
+            # a failed spawn left `launching`, or is tried again with the reason kept
+            return s.status is not Status.LAUNCHING or s.pid is not None or s.reason.startswith(SPAWN_FAILED)
+
+        if instances:
+            timeout = max(i.state.policy.kill_timeout for i in instances) + 5.0
+            await self.sup.wait_for(lambda: all(issued(i) for i in instances), timeout)
 
     def _graph(self, specs: list[AppSpec]) -> Graph:
         """The request's apps' depends_on, checked against them and the registered apps."""
