@@ -44,7 +44,7 @@ class Triggers:
     def __init__(self, sup: Supervisor, action: Action) -> None:
         self.sup = sup
         self.action = action
-        self.cron: dict[str, str] = {}  # app name -> the pattern armed on the scheduler
+        self.cron: dict[str, tuple[str, tuple[str, str]]] = {}  # app name -> (pattern, its job's key)
         self.watchers: dict[str, tuple[Any, asyncio.Task[None], asyncio.Event]] = {}
         self.scheduler: Scheduler | None = None
 
@@ -64,10 +64,10 @@ class Triggers:
         loop = asyncio.get_running_loop()
         for name in list(self.cron):
             app = self.sup.apps.get(name)
-            if app is None or app.config.get("cron_restart") != self.cron[name]:
-                self.cron.pop(name)
+            if app is None or app.config.get("cron_restart") != self.cron[name][0]:
+                _, job = self.cron.pop(name)
                 if self.scheduler is not None:
-                    self.scheduler.cancel((CRON, name))
+                    self.scheduler.cancel(job)
         for name in list(self.watchers):
             app = self.sup.apps.get(name)
             if app is None or self._watch_sig(app) != self.watchers[name][0]:
@@ -90,12 +90,12 @@ class Triggers:
         now = time.time()
         fire_at = next_cron(pattern, max(now, after))
         loop_time = self.scheduler.loop.time() + max(0.0, fire_at - now)
-        self.cron[name] = pattern
+        self.cron[name] = (pattern, (CRON, name))
         self.scheduler.at((CRON, name), loop_time, partial(self._cron_fire, name, pattern, fire_at))
 
     def _cron_fire(self, name: str, pattern: str, fire_at: float) -> None:
         app = self.sup.apps.get(name)
-        if app is None or self.cron.get(name) != pattern:
+        if app is None or self.cron.get(name, ("",))[0] != pattern:
             self.cron.pop(name, None)
             return
         # the next occurrence: after this one even if the timer ran a little early by the wall clock
@@ -148,8 +148,8 @@ class Triggers:
 
     def stop(self) -> None:
         if self.scheduler is not None:
-            for name in self.cron:
-                self.scheduler.cancel((CRON, name))
+            for _, job in self.cron.values():
+                self.scheduler.cancel(job)
         self.cron.clear()
         for _, task, stop in self.watchers.values():
             stop.set()
