@@ -4,8 +4,8 @@
 frames whole lines and writes them to the instance's log files synchronously
 (which slows a flooding app through its pipe instead of losing lines).
 :class:`AppLogs` owns the open log files (shared by path, reference counted),
-checks them every second (moved or deleted from under us, scheduled
-rotations), and compresses and prunes rotated files in one worker thread, never
+checks them every second while any is open, as a job on the daemon's scheduler
+(moved or deleted from under us, scheduled rotations), and compresses and prunes rotated files in one worker thread, never
 on the event loop.  Both take callbacks and plain values, not the supervisor.
 """
 
@@ -16,15 +16,21 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.core.appspec import AppSpec, as_dict
 from corral.logs.rotate import RotatePolicy, policy_from
 from corral.logs.sink import LineFormatter, LineFramer, LogEvents, LogFile, LogFiles
 from corral.system import osproc
 
+if TYPE_CHECKING:
+    from corral.daemon.scheduler import Scheduler
+
 READ_CHUNK = 65536
 READS_PER_WAKEUP = 16
+
+CHECK_EVERY = 1.0  # seconds between checks of the open log files
+CHECK_JOB = ("logs",)  # the check's key on the daemon's scheduler
 
 Publish = Callable[[str, list[bytes], float], None]
 
@@ -142,6 +148,7 @@ class AppLogs:
         self.defaults: dict[str, Any] = {}
         self._compressor: Any = None
         self._setups: dict[str, LogSetup] = {}
+        self.scheduler: Scheduler | None = None
 
     def setup(self, app: str, cfg: AppSpec) -> LogSetup:
         """The app's log settings for this config (configs are replaced, never changed in place)."""
@@ -176,6 +183,26 @@ class AppLogs:
                 self.log(f"[daemon] rotating {path}: {f.exception()!r}")
 
         fut.add_done_callback(done)
+
+    def follow(self, scheduler: Scheduler) -> None:
+        """Check the open files every second on the daemon's scheduler, only while some are open."""
+        self.scheduler = scheduler
+        scheduler.on_change(self.sync_checks)
+        self.sync_checks()
+
+    def sync_checks(self) -> None:
+        if self.scheduler is None:
+            return
+        if self.files.all():
+            self.scheduler.every(CHECK_JOB, CHECK_EVERY, self.check)
+        else:
+            self.scheduler.cancel(CHECK_JOB)
+
+    def check(self) -> None:
+        try:
+            self.tick()
+        except Exception as e:
+            self.log(f"[daemon] log file check failed: {e!r}")
 
     def tick(self) -> None:
         """Every second: notice files moved or deleted from under us; scheduled rotations."""

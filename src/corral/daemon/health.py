@@ -1,7 +1,7 @@
 """Health probes: per app through its shared socket, else per instance.
 
-One asyncio task schedules each target's probe (:mod:`corral.daemon.probes`
-runs them); the pure :func:`corral.core.healthspec.health_step` turns results into
+A periodic job on the daemon's scheduler starts each target's probe
+(:mod:`corral.daemon.probes` runs it); the pure :func:`corral.core.healthspec.health_step` turns results into
 healthy/unhealthy; a failed liveness probe asks the daemon to replace the
 instance, or to reload the app.
 """
@@ -13,45 +13,44 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from corral.core.healthspec import HealthSpec, HealthState, health_step
+from corral.core.schedule import align
 from corral.core.statemachine import Status
 from corral.daemon.probes import exec_probe, http_probe, run_probe, tcp_probe
 
 if TYPE_CHECKING:
+    from corral.daemon.scheduler import Scheduler
     from corral.daemon.supervisor import App, Instance, Supervisor
 
 Replace = Callable[["Instance", str], Awaitable[None]]
 
+JOB = "health"  # probe jobs on the daemon's scheduler are keyed (JOB, target key)
+
 
 class HealthManager:
-    """Runs each app's probe: per app through its shared socket, else per instance."""
+    """Runs each app's probe: per app through its shared socket, else per instance.
 
-    TICK = 0.1
-    IDLE_TICK = 0.25  # while no app has a probe: fewer wakeups, a new probe still starts within ~1 s
+    Each target's probe is a periodic job on the daemon's scheduler, kept in step
+    with the apps by :meth:`sync` (after changes, never on a tick): no probe, no wakeup."""
 
     def __init__(self, sup: Supervisor, replace_instance: Replace, reload_app: Callable[[App, str], Awaitable[None]], watch_pid: Callable[[int, asyncio.Future[int]], None]) -> None:
         self.sup = sup
         self.replace_instance = replace_instance
         self.reload_app = reload_app
         self.watch_pid = watch_pid
-        self.due: dict[Any, float] = {}
+        self.live: dict[Any, tuple[App, Instance | None]] = {}  # the targets at the last sync
         self.specs: dict[int, tuple[Any, HealthSpec]] = {}
         self.running: dict[Any, asyncio.Task[None]] = {}
-        self.task: asyncio.Task[None] | None = None
+        self.scheduler: Scheduler | None = None
         self.any_probe = False
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.run())
-
-    async def run(self) -> None:
-        while True:
-            try:
-                self.tick()
-            except Exception as e:
-                self.sup.log(f"[daemon] health scheduling failed: {e!r}")
-            await asyncio.sleep(self.TICK if self.any_probe or self.running else self.IDLE_TICK)
+    def start(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        scheduler.on_change(self.sync)
+        self.sync()
 
     def targets(self) -> list[tuple[Any, App, Instance | None]]:
         out: list[tuple[Any, App, Instance | None]] = []
@@ -69,7 +68,7 @@ class HealthManager:
         return out
 
     def _spec(self, app: App) -> HealthSpec:
-        """The app's probe settings, parsed once per config (the scheduler ticks 10 times a second)."""
+        """The app's probe settings, parsed once per config (not on every sync)."""
         table = app.spec.health
         cached = self.specs.get(id(app))
         if cached is not None and cached[0] is table:
@@ -79,29 +78,52 @@ class HealthManager:
         self.specs[id(app)] = (table, spec)
         return spec
 
-    def tick(self) -> None:
+    def sync(self) -> None:
+        """One probe job per target: a new or restarted target (or a new spec) starts afresh."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return
         now = time.monotonic()
-        live_keys = set()
+        live: dict[Any, tuple[App, Instance | None]] = {}
         for key, app, inst in self.targets():
-            live_keys.add(key)
+            live[key] = (app, inst)
             spec = self._spec(app)
             holder: Any = inst if inst is not None else app
             pid = inst.child.pid if inst is not None and inst.child is not None else None
             state: HealthState | None = holder.health
-            if state is None or (inst is not None and holder.health_pid != pid) or holder.health_spec != spec:
+            fresh = state is None or (inst is not None and holder.health_pid != pid) or holder.health_spec != spec
+            if fresh:
                 holder.health = HealthState(since=now, last_change=now)
                 holder.health_pid = pid
                 holder.health_spec = spec
+            if fresh or (JOB, key) not in scheduler:
                 # the first probe comes soon, start_period or not: as Docker, failures during
-                # start_period do not count, but a success makes the target healthy at once
-                self.due[key] = now + min(spec.interval, 1.0)
-            if key in self.running or now < self.due.get(key, 0):
-                continue
-            self.due[key] = now + spec.interval
-            self.running[key] = asyncio.get_running_loop().create_task(self.probe(key, app, inst, spec))
-        for key in list(self.due):
-            if key not in live_keys and key not in self.running:
-                del self.due[key]
+                # start_period do not count, but a success makes the target healthy at once.
+                # It is put on the grid of min(interval, 1 s), 0.5-1.5 of that after now, so
+                # probes share their wakeups with the other jobs.
+                soon = min(spec.interval, 1.0)
+                first = align(scheduler.loop.time() + soon / 2, soon)
+                scheduler.every((JOB, key), spec.interval, partial(self.fire, key), first=first)
+        for key in self.live:
+            if key not in live:
+                scheduler.cancel((JOB, key))
+        self.live = live
+
+    def fire(self, key: Any) -> None:
+        """A target's probe is due: run it, unless the last one still runs (then skip this turn)."""
+        target = self.live.get(key)
+        if target is None or key in self.running:
+            return
+        app, inst = target
+        if self.sup.apps.get(app.name) is not app:
+            return
+        if inst is not None and (inst.child is None or inst.state.status is not Status.ONLINE):
+            return  # stopped since the last sync, which follows shortly
+        holder: Any = inst if inst is not None else app
+        spec: HealthSpec | None = holder.health_spec
+        if holder.health is None or spec is None:
+            return
+        self.running[key] = asyncio.get_running_loop().create_task(self.probe(key, app, inst, spec))
 
     def _factory(self, app: App, inst: Instance | None, spec: HealthSpec) -> Callable[[], Awaitable[tuple[bool, str | None]]]:
         cfg = app.spec
@@ -169,8 +191,9 @@ class HealthManager:
             self.running.pop(key, None)
 
     def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
+        if self.scheduler is not None:
+            for key in self.live:
+                self.scheduler.cancel((JOB, key))
         for t in self.running.values():
             t.cancel()
         with contextlib.suppress(Exception):

@@ -1,8 +1,9 @@
 """Resource sampling of every instance, and restarts on ``max_memory_restart``.
 
-One asyncio task samples the supervisor's current instances on every tick
-(so instances coming and going need no bookkeeping) with the /proc sampler
-(:mod:`corral.daemon.sampler`), keeps each instance's latest usage for the
+A job on the daemon's scheduler (:mod:`corral.daemon.scheduler`) samples the
+supervisor's current instances every second (with a memory limit) or every
+5 s, and only while some instance runs, with the /proc sampler
+(:mod:`corral.daemon.sampler`); it keeps each instance's latest usage for the
 views, and asks the daemon to replace an instance over its memory limit (a
 cluster instance is replaced without dropping capacity).
 """
@@ -19,10 +20,12 @@ from corral.core.units import format_bytes
 from corral.daemon import sampler
 
 if TYPE_CHECKING:
+    from corral.daemon.scheduler import Scheduler
     from corral.daemon.supervisor import Instance, Supervisor
 
 FAST_INTERVAL = 1.0  # when some app has a memory limit
 SLOW_INTERVAL = 5.0  # otherwise: cheaper, still fresh enough for `ls`
+JOB = ("usage",)  # the sampling job's key on the daemon's scheduler
 
 Replace = Callable[["Instance", str], Awaitable[None]]
 
@@ -37,11 +40,14 @@ class UsageMonitor:
         self.trees = sampler.TreeSampler()
         self.pss = sampler.pss_available()
         self.children_files = sampler.children_files()
-        self.task: asyncio.Task[None] | None = None
+        self.scheduler: Scheduler | None = None
         self.pending: set[int] = set()  # pids already being restarted for memory
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.run())
+    def start(self, scheduler: Scheduler) -> None:
+        """Sample on the scheduler while some instance runs (no wakeups otherwise)."""
+        self.scheduler = scheduler
+        scheduler.on_change(self.sync)
+        self.sync()
 
     def current_interval(self) -> float:
         if self.interval:
@@ -50,29 +56,33 @@ class UsageMonitor:
             return FAST_INTERVAL
         return SLOW_INTERVAL
 
-    async def run(self) -> None:
-        last_sample = 0.0
-        while True:
-            now = time.monotonic()
-            if now - last_sample >= self.current_interval() - 0.01:
-                last_sample = now
-                try:
-                    self.tick()
-                except Exception as e:  # never let sampling kill the daemon
-                    self.sup.log(f"[daemon] resource sampling failed: {e!r}")
-            try:
-                self.sup.log_tick()
-            except Exception as e:
-                self.sup.log(f"[daemon] log file check failed: {e!r}")
-            await asyncio.sleep(1.0)
-
-    def tick(self, procs: dict[int, sampler.ProcStat] | None = None) -> None:
-        now = time.monotonic()
+    def sync(self) -> None:
+        """Sample every interval while an instance runs; forget deleted instances."""
+        if self.scheduler is None:
+            return
         everyone = self.sup.instances()
+        if any(inst.child is not None for inst in everyone):
+            self.scheduler.every(JOB, self.current_interval(), self.sample)
+        else:
+            self.scheduler.cancel(JOB)
+            self._forget_deleted(everyone)
+
+    def sample(self) -> None:
+        try:
+            self.tick()
+        except Exception as e:  # never let sampling kill the daemon
+            self.sup.log(f"[daemon] resource sampling failed: {e!r}")
+
+    def _forget_deleted(self, everyone: list[Instance]) -> None:
         if len(self.trees.history) > len(everyone) or len(self.trees.last) > len(everyone):
             known = {id(inst) for inst in everyone}
             for key in [k for k in {*self.trees.history, *self.trees.last} if k not in known]:
                 sampler.forget(self.trees, key)  # deleted instances: their history goes with them
+
+    def tick(self, procs: dict[int, sampler.ProcStat] | None = None) -> None:
+        now = time.monotonic()
+        everyone = self.sup.instances()
+        self._forget_deleted(everyone)
         running = [inst for inst in everyone if inst.child is not None]
         if not running:
             return

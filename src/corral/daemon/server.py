@@ -61,6 +61,7 @@ class Daemon:
         from corral.daemon.handlers import handler_tables
         from corral.daemon.health import HealthManager
         from corral.daemon.resources import UsageMonitor
+        from corral.daemon.scheduler import Scheduler
         from corral.daemon.triggers import Triggers
 
         self.home = home
@@ -70,6 +71,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.sup = Supervisor(home, self.loop, log)
         self.rollout = Rollout(self.sup)
+        self.scheduler = Scheduler(self.loop, log)  # the one timer of the watchers below
         self.monitor = UsageMonitor(self.sup, self.rollout.replace_instance)
         self.health = HealthManager(self.sup, self.rollout.replace_instance, self.rollout.reload_for, self.sup.watch_pid)
         self.triggers = Triggers(self.sup, self.rollout.restart_for)
@@ -99,16 +101,16 @@ class Daemon:
             self.sup.log_defaults = settings.log_defaults(str(self.home.root))
         except ConfigError as e:
             self.log(f"[daemon] settings ignored: {e.render()}")
-        self.monitor.start()
-        self.health.start()
-        self.triggers.start()
+        self.sup.after_dispatch.append(self.scheduler.changed)
+        self.monitor.start(self.scheduler)
+        self.health.start(self.scheduler)
+        self.triggers.start(self.scheduler)
+        self.sup.logs.follow(self.scheduler)
 
     def stop_watchers(self) -> None:
-        for task in (self.monitor.task, self.triggers.task):
-            if task is not None:
-                task.cancel()
         self.health.stop()
         self.triggers.stop()
+        self.scheduler.close()
         if self.http is not None:
             self.http.close()
 

@@ -87,6 +87,8 @@ class Supervisor:
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
         # (instance, corral.core.events.Change) for every state change a step means
         self.change_listeners: list[Callable[[Instance, Change], None]] = []
+        # called after every step, with no arguments (the daemon's scheduler re-reads the apps)
+        self.after_dispatch: list[Callable[[], None]] = []
         self.cpu_count = os.cpu_count() or 1
         self.logs = AppLogs(loop, lambda line: self.log(line), self._report_log_file)
         self.reaper = Reaper(loop, self.spawner, lambda line: self.log(line))
@@ -177,6 +179,8 @@ class Supervisor:
         for effect in effects:
             self.perform(inst, effect)
         self._notify()
+        for hook in self.after_dispatch:
+            hook()
 
     def _notify(self) -> None:
         async def notify() -> None:

@@ -13,11 +13,13 @@ import fnmatch
 import os
 import time
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from corral.core.cron import next_cron, validate_cron
 
 if TYPE_CHECKING:
+    from corral.daemon.scheduler import Scheduler
     from corral.daemon.supervisor import App, Supervisor
 
 # Never watched, whatever the config says: they change all the time and are not source.
@@ -29,27 +31,33 @@ DEFAULT_IGNORES = (
 
 Action = Callable[["App", str], Coroutine[Any, Any, None]]
 
+CRON = "cron"  # cron jobs on the daemon's scheduler are keyed (CRON, app name)
+
 __all__ = ["DEFAULT_IGNORES", "Triggers", "next_cron", "validate_cron"]
 
 
 class Triggers:
+    """Cron restarts as one-off jobs on the daemon's scheduler (the next fire time, re-armed
+    when fired); file watchers as tasks, one per app with ``watch``. Both follow the apps'
+    configs through :meth:`sync`, called after changes."""
+
     def __init__(self, sup: Supervisor, action: Action) -> None:
         self.sup = sup
         self.action = action
-        self.cron: dict[str, tuple[str, asyncio.TimerHandle]] = {}
+        self.cron: dict[str, tuple[str, tuple[str, str]]] = {}  # app name -> (pattern, its job's key)
         self.watchers: dict[str, tuple[Any, asyncio.Task[None], asyncio.Event]] = {}
-        self.task: asyncio.Task[None] | None = None
+        self.scheduler: Scheduler | None = None
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.run())
+    def start(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        scheduler.on_change(self.safe_sync)
+        self.safe_sync()
 
-    async def run(self) -> None:
-        while True:
-            try:
-                self.sync()
-            except Exception as e:
-                self.sup.log(f"[daemon] restart triggers: {e!r}")
-            await asyncio.sleep(0.5)
+    def safe_sync(self) -> None:
+        try:
+            self.sync()
+        except Exception as e:
+            self.sup.log(f"[daemon] restart triggers: {e!r}")
 
     def sync(self) -> None:
         """Arm or disarm triggers to match the apps' current configs."""
@@ -57,7 +65,9 @@ class Triggers:
         for name in list(self.cron):
             app = self.sup.apps.get(name)
             if app is None or app.spec.cron_restart != self.cron[name][0]:
-                self.cron.pop(name)[1].cancel()
+                _, job = self.cron.pop(name)
+                if self.scheduler is not None:
+                    self.scheduler.cancel(job)
         for name in list(self.watchers):
             app = self.sup.apps.get(name)
             if app is None or self._watch_sig(app) != self.watchers[name][0]:
@@ -67,23 +77,32 @@ class Triggers:
         for app in list(self.sup.apps.values()):
             pattern = app.spec.cron_restart
             if pattern and app.name not in self.cron:
-                delay = max(0.0, next_cron(pattern, time.time()) - time.time())
-                handle = loop.call_later(delay, self._cron_fire, app.name, pattern)
-                self.cron[app.name] = (pattern, handle)
+                self._arm_cron(app.name, pattern, time.time())
             if app.spec.watch and app.name not in self.watchers:
                 stop = asyncio.Event()
                 task = loop.create_task(self._watch(app, stop))
                 self.watchers[app.name] = (self._watch_sig(app), task, stop)
 
-    def _cron_fire(self, name: str, pattern: str) -> None:
-        self.cron.pop(name, None)
-        app = self.sup.apps.get(name)
-        if app is None:
+    def _arm_cron(self, name: str, pattern: str, after: float) -> None:
+        """The next occurrence after ``after`` (epoch seconds), as a one-off job at loop time."""
+        if self.scheduler is None:
             return
+        now = time.time()
+        fire_at = next_cron(pattern, max(now, after))
+        loop_time = self.scheduler.loop.time() + max(0.0, fire_at - now)
+        self.cron[name] = (pattern, (CRON, name))
+        self.scheduler.at((CRON, name), loop_time, partial(self._cron_fire, name, pattern, fire_at))
+
+    def _cron_fire(self, name: str, pattern: str, fire_at: float) -> None:
+        app = self.sup.apps.get(name)
+        if app is None or self.cron.get(name, ("",))[0] != pattern:
+            self.cron.pop(name, None)
+            return
+        # the next occurrence: after this one even if the timer ran a little early by the wall clock
+        self._arm_cron(name, pattern, fire_at)
         running = [i for i in app.instances if i.child is not None]
         if running:
             asyncio.get_running_loop().create_task(self.action(app, f"cron_restart '{pattern}'"))
-        # sync() re-arms the next occurrence
 
     @staticmethod
     def _watch_sig(app: App) -> Any:
@@ -128,10 +147,10 @@ class Triggers:
                 await self.action(app, f"watch: {shown} changed")
 
     def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-        for _, handle in self.cron.values():
-            handle.cancel()
+        if self.scheduler is not None:
+            for _, job in self.cron.values():
+                self.scheduler.cancel(job)
+        self.cron.clear()
         for _, task, stop in self.watchers.values():
             stop.set()
             task.cancel()
