@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from corral.config.loader import normalize_app
 from corral.daemon.applogs import CHECK_JOB
 from corral.daemon.resources import JOB as USAGE_JOB
 from corral.daemon.server import Daemon
@@ -41,14 +42,18 @@ def test_wakeups_follow_the_apps(tmp_path: Path) -> None:
         s = d.scheduler
         try:
             assert len(s.schedule) == 0 and s._timer is None, "no app: nothing to wake for"
-            app = {"name": "idle", "script": "idle.py", "cwd": str(tmp_path), "interpreter": sys.executable, "max_memory_restart": "1G"}
+            raw = {"name": "idle", "script": "idle.py", "interpreter": sys.executable, "max_memory_restart": "1G"}
+            app, _, _ = normalize_app(raw, base_dir=tmp_path)
             await d.start_apps([app], dict(os.environ))
             inst = d.sup.apps["idle"].instances[0]
             await until(lambda: USAGE_JOB in s and CHECK_JOB in s)
             entry = s.schedule.entry(USAGE_JOB)
             assert entry is not None and entry.every == 1.0
-            # three samples: each came with the log check, in one wakeup
-            await until(lambda: inst.usage is not None)
+            # three samples: each came with the log check, in one wakeup (measured once the
+            # instance has settled: settling is a state change, whose sync pass wakes once more)
+            await until(lambda: inst.state.settled)
+            settled_usage = inst.usage
+            await until(lambda: inst.usage is not None and inst.usage is not settled_usage)
             first, wakes = inst.usage.time, s.wakeups  # type: ignore[union-attr]
             await until(lambda: inst.usage is not None and inst.usage.time >= first + 2.5)
             assert s.wakeups - wakes <= 3, f"{s.wakeups - wakes} wakeups for 3 samples and 3 log checks"
