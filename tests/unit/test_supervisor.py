@@ -287,17 +287,17 @@ def test_readiness_settles_on_the_fake_clock(world: World) -> None:
 
 def test_ready_1_makes_it_ready_at_once(world: World) -> None:
     (inst,) = world.app()
-    world.sup.procs.on_notify(inst, 100, {"READY": "1", "STATUS": "warming up"})
+    world.sup.procs.channels.on_notify(inst, 100, {"READY": "1", "STATUS": "warming up"})
     assert inst.is_ready() and inst.status_text == "warming up"
 
 
 def test_notify_from_outside_the_tree_is_ignored(world: World) -> None:
     (inst,) = world.app(wait_ready=True)
-    world.sup.procs.on_notify(inst, 4242, {"READY": "1"})
+    world.sup.procs.channels.on_notify(inst, 4242, {"READY": "1"})
     assert inst.state.status is Status.LAUNCHING
     assert any("ignored a notify datagram from pid 4242" in line for line in world.logs)
     grandchild = world.os.fork(100)
-    world.sup.procs.on_notify(inst, grandchild, {"READY": "1"})
+    world.sup.procs.channels.on_notify(inst, grandchild, {"READY": "1"})
     assert inst.state.status is Status.ONLINE and inst.is_ready()
 
 
@@ -410,7 +410,7 @@ def test_watchdog_expiry_fails_the_instance(world: World) -> None:
     assert world.os.plans[0].env["WATCHDOG_USEC"] == "1000000"
     for _ in range(3):
         world.loop.advance(0.6)
-        world.sup.procs.on_notify(inst, 100, {"WATCHDOG": "1"})
+        world.sup.procs.channels.on_notify(inst, 100, {"WATCHDOG": "1"})
     assert inst.state.status is Status.ONLINE
     world.loop.advance(1.0)
     assert inst.state.status is Status.STOPPING and inst.state.after_stop is After.FAILED
@@ -423,14 +423,14 @@ def test_watchdog_with_wait_ready_starts_at_ready(world: World) -> None:
     (inst,) = world.app(watchdog_sec=500, wait_ready=True, listen_timeout=10000)
     world.loop.advance(3)
     assert inst.state.status is Status.LAUNCHING  # no watchdog before READY=1
-    world.sup.procs.on_notify(inst, 100, {"READY": "1"})
+    world.sup.procs.channels.on_notify(inst, 100, {"READY": "1"})
     world.loop.advance(0.5)
     assert inst.state.status is Status.STOPPING and "watchdog" in inst.state.reason
 
 
 def test_watchdog_trigger(world: World) -> None:
     (inst,) = world.app(watchdog_sec=5000)
-    world.sup.procs.on_notify(inst, 100, {"WATCHDOG": "trigger"})
+    world.sup.procs.channels.on_notify(inst, 100, {"WATCHDOG": "trigger"})
     assert inst.state.status is Status.STOPPING and "WATCHDOG=trigger" in inst.state.reason
     assert inst.watchdog is None
 

@@ -1,4 +1,4 @@
-"""Performing process effects for instances: spawn, signal, exits, leftovers, sd_notify.
+"""Performing process effects for instances: spawn, signal, exits, leftovers.
 
 The supervisor hands each effect the state machine returns to this part:
 :meth:`InstanceProcesses.spawn` builds the launch plan (pure, in
@@ -8,7 +8,8 @@ ready pipe is done at once); once the process exists it wires
 the exit (:class:`Reaper`), the output (:class:`PipeReader`), the pid file and
 the cgroup; :meth:`signal` holds the instance's tree by pidfd and signals its
 group; exits come back as ``Exited`` events, with ``leftovers`` when the group
-or the recorded tree outlived the main process.  Everything it needs from the
+or the recorded tree outlived the main process.  The instance's readiness channels
+(sd_notify endpoint, ready pipe, Node IPC) are :class:`~corral.daemon.channels.ReadinessChannels`.  Everything it needs from the
 supervisor comes in as callbacks (dispatch, announce, publish) and values.
 """
 
@@ -22,14 +23,14 @@ from dataclasses import dataclass, replace
 
 from corral.config.keys import resolve_instances
 from corral.core.launch import build_env, pid_file_path, plan_launch
-from corral.core.statemachine import Event, Exited, Ready, Spawned, SpawnFailed
+from corral.core.statemachine import Event, Exited, Spawned, SpawnFailed
 from corral.daemon import nodeipc, nodelink, readypipe
 from corral.daemon.applogs import AppLogs, PipeReader
 from corral.daemon.cgroups import HardLimits
+from corral.daemon.channels import ReadinessChannels
 from corral.daemon.instance import Instance
 from corral.daemon.pidfile import write_pid_file
 from corral.daemon.reaper import Reaper
-from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, notify_uids, read_message
 from corral.daemon.spawner import Spawner
 from corral.system import listeners as listen
 from corral.system import osproc
@@ -83,6 +84,7 @@ class InstanceProcesses:
         self.publish = publish
         self.following = following
         self.limits = HardLimits()
+        self.channels = ReadinessChannels(loop, spawner, dispatch=dispatch, announce=announce, log=log)
         self.by_pid: dict[int, Instance] = {}
         self.leftovers: dict[int, Leftovers] = {}
         # node cluster workers asked to disconnect, by pid: their channels until they exit
@@ -91,46 +93,10 @@ class InstanceProcesses:
     def build_env(self, inst: Instance) -> dict[str, str]:
         return build_env(inst.app.spec, inst.app.base_env, index=inst.index, instance_id=inst.id, home=self.home)
 
-    def _ensure_notify(self, inst: Instance) -> str:
-        if inst.notify is None:
-            inst.notify = NotifyEndpoint(
-                self.loop,
-                endpoint_address(id(inst)),
-                lambda pid, msg: self.on_notify(inst, pid, msg),
-                uids=notify_uids(inst.app.spec.uid),
-                on_ignored=self.log,
-            )
-        return inst.notify.address
-
     def release(self, inst: Instance) -> None:
-        """The instance is forgotten: close its notify endpoint, drop what it holds."""
-        self._close_notify(inst)
-        self._close_node(inst)
-        self._close_ready_pipe(inst)
+        """The instance is forgotten: close its channels, drop what it holds."""
+        self.channels.close_all(inst)
         self._untrack(inst)
-
-    def _close_notify(self, inst: Instance) -> None:
-        if inst.notify is not None:
-            inst.notify.close()
-            inst.notify = None
-        if inst.watchdog:
-            inst.watchdog.cancel()
-            inst.watchdog = None
-
-    def on_notify(self, inst: Instance, pid: int, msg: dict[str, str]) -> None:
-        child = inst.child
-        if child is None:
-            return
-        if not self.spawner.in_tree(child.pid, pid):
-            self.log(f"[{inst.name}:{inst.id}] ignored a notify datagram from pid {pid}, not in the instance's tree")
-            return
-        message = read_message(msg)
-        if message.status_text is not None:
-            inst.status_text = message.status_text
-        if message.stopping:
-            self.announce(inst, "stopping", "the app says it is stopping")
-        for event in message.events:
-            self.dispatch(inst, event)
 
     def spawn(self, inst: Instance) -> None:
         """Build the plan and start it off the loop; ``Spawned`` or ``SpawnFailed`` follows."""
@@ -150,7 +116,7 @@ class InstanceProcesses:
 
         try:
             socks, to_close = inst.app.instance_sockets()
-            plan = plan_launch(cfg, self.build_env(inst), sockets=socks, notify_address=self._ensure_notify(inst))
+            plan = plan_launch(cfg, self.build_env(inst), sockets=socks, notify_address=self.channels.notify_address(inst))
             pending = nodelink.prepare(cfg, inst.id)
             if pending is not None:
                 plan = nodelink.with_channel(plan, pending)
@@ -171,12 +137,9 @@ class InstanceProcesses:
                 self.loop.call_soon(self.dispatch, inst, SpawnFailed(str(result)))
                 return
             _close_all(to_close)  # the child holds its own now
-            if pending is not None:
-                self._attach_node(inst, pending)
-            self._close_ready_pipe(inst)
             if ready is not None:
                 os.close(ready[1])
-                inst.ready_pipe = readypipe.ReadyPipeReader(self.loop, ready[0], lambda fields: self.on_ready_pipe(inst, fields))
+            self.channels.attach(inst, pending, ready[0] if ready is not None else None)
             self._spawned(inst, result)
 
         if plan.pass_fds:
@@ -210,44 +173,6 @@ class InstanceProcesses:
             if error:
                 self.announce(inst, "warning", error)
         self.dispatch(inst, Spawned(child.pid))
-
-    def _attach_node(self, inst: Instance, pending: nodelink.Pending) -> None:
-        """A node instance's IPC channel: readiness from process.send('ready'); in cluster
-        mode, its listen() served with the app's shared socket (Corral as Node's primary)."""
-        sockets = inst.app.shared_node_sockets() if nodelink.cluster_worker(inst.app.spec) else None
-        old = inst.node
-        if old is not None:
-            old.close()
-
-        def on_event(event: nodeipc.Event) -> None:
-            if isinstance(event, nodeipc.Ready):
-                self.dispatch(inst, Ready())
-
-        def on_closed(reason: str | None) -> None:
-            if reason:
-                self.log(f"[{inst.name}:{inst.id}] node IPC channel closed: {reason}")
-
-        inst.node = pending.attach(sockets, on_event=on_event, on_closed=on_closed)
-
-    def on_ready_pipe(self, inst: Instance, fields: dict[str, str]) -> None:
-        """A line written to CORRAL_READY_FD: sd_notify assignments (READY=1, STATUS=...)."""
-        if inst.child is None:
-            return
-        message = read_message(fields)
-        if message.status_text is not None:
-            inst.status_text = message.status_text
-        for event in message.events:
-            self.dispatch(inst, event)
-
-    def _close_ready_pipe(self, inst: Instance) -> None:
-        if inst.ready_pipe is not None:
-            inst.ready_pipe.close()
-            inst.ready_pipe = None
-
-    def _close_node(self, inst: Instance) -> None:
-        if inst.node is not None:
-            inst.node.close()
-            inst.node = None
 
     def _read_output(self, inst: Instance, child: osproc.Child) -> None:
         paths = inst.log_paths()
@@ -320,8 +245,7 @@ class InstanceProcesses:
         for reader in list(inst.readers):
             reader.drain()
         inst.child = None
-        self._close_ready_pipe(inst)
-        self._close_node(inst)  # only now: a cluster worker exits when its channel closes
+        self.channels.close_after_exit(inst)  # only now: a cluster worker exits when its channel closes
         draining = self._draining.pop(pid, None)
         if draining is not None:
             draining.close()
