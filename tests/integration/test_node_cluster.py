@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -133,3 +134,47 @@ def test_node_cluster_under_corral_runtime(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def listening_socket_flags(pid: int, port: int) -> int:
+    """The file status flags with which process `pid` holds the socket listening on `port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                flags = next(x for x in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines() if x.startswith("flags:"))
+                return int(flags.split()[1], 8)
+        except OSError:
+            continue
+    raise AssertionError(f"process {pid} holds no socket listening on port {port}")
+
+
+@pytest.mark.parametrize("with_port_key", [True, False], ids=["port-key", "env-PORT"])
+def test_node_workers_accept_on_a_non_blocking_shared_socket(corral: Corral, with_port_key: bool) -> None:
+    """Whether the socket is the app's own `listen` (PM2's `port` key) or bound on the
+    workers' request, Node's workers get it non-blocking, as from Node's own primary: on a
+    blocking one, a worker woken for a connection another took sits in accept() until the
+    next connection, deaf to its IPC channel, and a graceful stop is never heard."""
+    port = free_port()
+    shutil.copy(SERVER_JS, corral.cwd / "server.js")
+    port_key = f"port: {port}," if with_port_key else ""
+    write(corral.cwd / "ecosystem.config.js", f"""
+module.exports = {{ apps: [{{ name: 'api', script: 'server.js', exec_mode: 'cluster', instances: 2,
+  {port_key} env: {{ PORT: {port} }}, kill_timeout: 30000 }}] }};
+""")
+    corral.run("start", "ecosystem.config.js", "--wait")
+    pids = {p["pid"] for p in corral.jlist()}
+    answered: set[int] = set()  # both listen (they asked the daemon for the socket)
+    wait_until(lambda: answered.add(int(get(port)["pid"])) or answered == pids, timeout=10)  # type: ignore[func-returns-value,call-overload]
+    for pid in pids:
+        assert listening_socket_flags(pid, port) & os.O_NONBLOCK, "Node workers accept on a blocking socket"
+    for _ in range(30):  # connections that wake both workers, one of them for nothing
+        get(port)
+    # a graceful stop is heard at once by both (kill_timeout is 30 s: the CLI's timeout would hit first)
+    corral.run("stop", "api", timeout=20)
+    assert all(p["status"] == "stopped" for p in corral.jlist())

@@ -8,6 +8,7 @@ takes `process.send('ready')` as readiness and asks them to shut down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -195,6 +196,42 @@ def test_two_unchanged_instances_share_one_port() -> None:
             assert answered == {i.proc.pid for i in insts}
             for inst in insts:
                 assert await primary.stop(inst) == 0  # 'shutdown' message: graceful exit
+        finally:
+            primary.close()
+
+    asyncio.run(main())
+
+
+def shared_fd_flags(pid: int, sock: socket.socket) -> int:
+    """The file status flags with which process `pid` holds `sock` (from /proc/<pid>/fdinfo)."""
+    target = f"socket:[{os.fstat(sock.fileno()).st_ino}]"
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines():
+                    if line.startswith("flags:"):
+                        return int(line.split()[1], 8)
+    raise AssertionError(f"process {pid} does not hold {target}")
+
+
+def test_workers_share_a_non_blocking_socket_and_stay_responsive() -> None:
+    """The shared socket is non-blocking, as one Node's own primary creates: otherwise a
+    worker woken for a connection another worker accepted sits in accept() until the next
+    one arrives, deaf to its IPC channel (a graceful stop is never heard)."""
+    port = free_port()
+
+    async def main() -> None:
+        primary = Primary(SERVER_JS, {"PORT": str(port)})
+        try:
+            insts = [primary.spawn() for _ in range(2)]
+            await primary.wait_for(lambda: all(i.saw(nodeipc.Ready) for i in insts))
+            [sock] = primary.sockets.sockets.values()
+            for inst in insts:
+                assert shared_fd_flags(inst.proc.pid, sock) & os.O_NONBLOCK, "workers accept on a blocking socket"
+            for _ in range(30):  # connections that wake both workers, one of them for nothing
+                get_json(port)
+            for inst in insts:  # each still hears its channel at once
+                assert await primary.stop(inst) == 0
         finally:
             primary.close()
 

@@ -263,6 +263,12 @@ class SharedSockets:
         except OSError:
             sock.close()
             raise
+        # Non-blocking, as a socket Node's own primary creates (libuv opens every socket
+        # with O_NONBLOCK): the flag belongs to the open file every worker shares, and libuv
+        # does not set it on a handle it receives. On a blocking socket, every idle worker
+        # woken for a connection another one took would sit in accept() until the next
+        # connection: no timers, no IPC (a graceful stop never heard) meanwhile.
+        sock.setblocking(False)
         return sock
 
     def close(self) -> None:

@@ -106,6 +106,14 @@ def prepare(cfg: AppSpec, instance_id: int) -> Pending | None:
     return Pending(parent, high, nodeipc.child_env(high, worker_id=worker))
 
 
+def _for_node(sock: socket.socket) -> socket.socket:
+    """An app's own listen socket handed to its Node workers: non-blocking, as the ones
+    :class:`~corral.daemon.nodeipc.SharedSockets` binds (the flag is shared by every
+    process holding the socket, and all of them are this app's Node workers)."""
+    sock.setblocking(False)
+    return sock
+
+
 class AppNodeSockets(nodeipc.SharedSockets):
     """The sockets a Node app's workers listen on: bound once per address for the app,
     or the app's own ``listen`` socket when the worker asks for its port."""
@@ -129,10 +137,10 @@ class AppNodeSockets(nodeipc.SharedSockets):
         if query.fd is not None and query.fd >= 0:
             index = query.fd - SD_LISTEN_FDS_START
             if 0 <= index < len(self.ordered):
-                return self.ordered[index]
+                return _for_node(self.ordered[index])
         key: int | str | None = query.address if query.address_type == -1 else query.port
         if key is not None and key in self.adopted:
-            return self.adopted[key]
+            return _for_node(self.adopted[key])
         return super().get(query)
 
     def close(self) -> None:
