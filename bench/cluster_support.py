@@ -695,11 +695,21 @@ def corral_webapp(
 ) -> list[dict[str, Any]]:
     """The web app's own ecosystem.toml, with a free port, its folder as cwd, logs and database in a temp dir.
 
-    With another ``name``, only the production app, renamed (several deployments side by side).
+    With another ``name``, the production app and its one-shot ``migrate`` (which it
+    depends on), both renamed (several deployments side by side).
     """
     apps = webapp_source()
     if name != "webapp":
-        apps = [a for a in apps if a["name"] == "webapp"]
+        renamed = {"webapp": name, "migrate": f"{name}-migrate"}
+        apps = [a for a in apps if a["name"] in renamed]
+        for app in apps:
+            deps = app.get("depends_on")
+            if isinstance(deps, list):
+                app["depends_on"] = [renamed.get(d, d) for d in deps]
+            elif isinstance(deps, dict):
+                app["depends_on"] = {renamed.get(d, d): c for d, c in deps.items()}
+            if app["name"] == "migrate":
+                app["name"] = renamed["migrate"]
     for app in apps:
         app["cwd"] = str(WEBAPP)
         app.setdefault("env", {}).update(APP_PY_ENV, DATABASE_URL=db_url)
