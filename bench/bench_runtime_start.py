@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,10 @@ from run import Ctx, Row, benchmark
 
 sys.path.insert(0, str(REPO))
 from cluster_support import (
+    APP_PY_ENV,
     PM2_RUNTIME,
+    VENV_PY,
+    WEBAPP,
     Foreground,
     corral_runtime_argv,
     corral_webapp,
@@ -50,7 +54,9 @@ from cluster_support import (
     "ecosystem.toml: free port, cwd examples/webapp, logs and a fresh SQLite database in a temporary folder; "
     "cluster mode, 4 instances on one shared socket, `wait_ready`) vs `pm2-runtime ecosystem.json --env "
     'production` with the same Python app as PM2 runs it: fork mode, 4 instances, `increment_var = "PORT"` '
-    "(4 ports), same interpreter and settings. From launching the runtime until `GET /api/health` has "
+    "(4 ports), same interpreter and settings; as PM2 has no dependencies, its command runs the app's one-shot "
+    "`migrate.py` first (`sh -c 'python migrate.py && exec pm2-runtime ...'`), as corral-runtime runs the "
+    "`migrate` app the web app depends on. From launching the runtime until `GET /api/health` has "
     "answered 200 from 4 different pids (8 concurrent pollers, new connection per request; for PM2, from each "
     "of the 4 ports). Trials alternate between the tools (Corral, PM2, PM2, Corral); median. Also: the first "
     "200; the CPU time (utime+stime) of the runtime process itself at that moment, which does not move with "
@@ -147,7 +153,11 @@ def _runtime_trial(label: str, healthcheck: bool = False) -> dict[str, Any]:
                 json.dumps({"apps": [pm2_webapp(port, 4, db_url, logs, increment=True)]}, indent=2)
             )
             env["PM2_HOME"] = str(home)
-            argv = [str(PM2_RUNTIME), str(eco), "--env", "production"]
+            # PM2 has no dependencies: a PM2 image runs the one-shot migration in its command,
+            # before pm2-runtime, as Corral runs `migrate` before the web instances (depends_on)
+            env.update(APP_PY_ENV, DATABASE_URL=db_url)
+            migrate = f"cd {shlex.quote(str(WEBAPP))} && {shlex.quote(VENV_PY)} migrate.py"
+            argv = ["sh", "-c", f"{migrate} && exec {shlex.quote(str(PM2_RUNTIME))} {shlex.quote(str(eco))} --env production"]
             ports = [port + k for k in range(4)]
         out: dict[str, Any] = {}
         with Foreground(argv, env, tmp, tmp / "runtime.log") as fg:
