@@ -133,6 +133,21 @@ def cell(screen: str, row: str, header: str) -> str:
     return row[:end].split()[-1]
 
 
+def monit_snapshot(corral: Corral, columns: int) -> str:
+    """`corral monit` without a terminal: one snapshot of the table on stdout (exit 0)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "corral", "monit"],
+        cwd=corral.cwd,
+        env={**corral.env, "COLUMNS": str(columns)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def row_status(row: str) -> str:
     return row[2:].split()[2]  # id, name, then the (left-aligned) status
 
@@ -248,17 +263,7 @@ def test_monit_restores_terminal_on_interrupt(corral: Corral, tmux: Tmux, tmp_pa
 
 def test_monit_without_a_tty_prints_a_snapshot(corral: Corral) -> None:
     start_sleepers(corral, "alpha", "beta")
-    proc = subprocess.run(
-        [sys.executable, "-m", "corral", "monit"],
-        cwd=corral.cwd,
-        env={**corral.env, "COLUMNS": "100"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+    out = monit_snapshot(corral, 100)
     assert "\x1b" not in out  # no alternate screen, no colour into a pipe
     assert out.startswith("corral monit")
     assert len(table_rows(out, "alpha")) == 1 and len(table_rows(out, "beta")) == 1
@@ -310,17 +315,7 @@ depends_on = { badjob = "completed_successfully" }
         return got if got.get("waiter") == "waiting" and got.get("stuck") == "blocked" else None
 
     wait_until(statuses, timeout=DEADLINE, message="waiter waiting, stuck blocked")
-    proc = subprocess.run(
-        [sys.executable, "-m", "corral", "monit"],
-        cwd=corral.cwd,
-        env={**corral.env, "COLUMNS": "120"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+    out = monit_snapshot(corral, 120)
     [waiter] = table_rows(out, "waiter")
     [stuck] = table_rows(out, "stuck")
     assert row_status(waiter) == "waiting" and row_status(stuck) == "blocked", out
@@ -329,10 +324,7 @@ depends_on = { badjob = "completed_successfully" }
     # the dependency completes: the waiting app starts and monit shows it online
     write(corral.cwd / "go", "")
     wait_until(lambda: corral.proc("waiter")["status"] == "online", timeout=DEADLINE, message="waiter online")
-    again = subprocess.run(
-        [sys.executable, "-m", "corral", "monit"], cwd=corral.cwd, env={**corral.env, "COLUMNS": "120"},
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-    ).stdout
+    again = monit_snapshot(corral, 120)
     [waiter] = table_rows(again, "waiter")
     [stuck] = table_rows(again, "stuck")
     assert row_status(waiter) == "online" and row_status(stuck) == "blocked", again

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-from corral.core.errors import ConfigError, CorralError
+from corral.core.errors import CorralError, report
 
 START_VERBS = {"start"}
 
@@ -28,9 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except CorralError as e:
-        message = e.render() if isinstance(e, ConfigError) else str(e)
-        sys.stderr.write(f"corral: error: {message}\n")
-        return e.exit_code
+        return report(e)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

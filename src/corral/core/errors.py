@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class CorralError(Exception):
     """Base class: an error with a message meant for a person."""
@@ -66,3 +68,11 @@ class DaemonError(CorralError):
     """The daemon could not be reached or answered with an error."""
 
     exit_code = 1
+
+
+def report(e: CorralError) -> int:
+    """Write ``corral: error: ...`` for ``e`` on stderr (a config error naming file, app
+    and key); return its exit status. Every command-line entry point ends errors here."""
+    message = e.render() if isinstance(e, ConfigError) else str(e)
+    sys.stderr.write(f"corral: error: {message}\n")
+    return e.exit_code

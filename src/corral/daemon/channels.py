@@ -14,7 +14,13 @@ from collections.abc import Callable
 from corral.core.statemachine import Event, Ready
 from corral.daemon import nodeipc, nodelink, readypipe
 from corral.daemon.instance import Instance
-from corral.daemon.sdnotify import NotifyEndpoint, endpoint_address, notify_uids, read_message
+from corral.daemon.sdnotify import (
+    NotifyEndpoint,
+    NotifyMessage,
+    endpoint_address,
+    notify_uids,
+    read_message,
+)
 from corral.daemon.spawner import Spawner
 
 Dispatch = Callable[[Instance, Event], None]
@@ -57,12 +63,9 @@ class ReadinessChannels:
             self.log(f"[{inst.name}:{inst.id}] ignored a notify datagram from pid {pid}, not in the instance's tree")
             return
         message = read_message(msg)
-        if message.status_text is not None:
-            inst.status_text = message.status_text
         if message.stopping:
             self.announce(inst, "stopping", "the app says it is stopping")
-        for event in message.events:
-            self.dispatch(inst, event)
+        self._take(inst, message)
 
     def attach(self, inst: Instance, pending: nodelink.Pending | None, ready_fd: int | None) -> None:
         """The process exists: its Node IPC channel (when it runs under node) and the read
@@ -95,7 +98,10 @@ class ReadinessChannels:
         """A line written to CORRAL_READY_FD: sd_notify assignments (READY=1, STATUS=...)."""
         if inst.child is None:
             return
-        message = read_message(fields)
+        self._take(inst, read_message(fields))
+
+    def _take(self, inst: Instance, message: NotifyMessage) -> None:
+        """What the app said, from either channel: its status text, then its events."""
         if message.status_text is not None:
             inst.status_text = message.status_text
         for event in message.events:

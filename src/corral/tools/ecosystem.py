@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.core.appkind import looks_like_python
 from corral.core.appspec import AppSpec, to_wire
-from corral.core.errors import ConfigError, CorralError, UsageError
+from corral.core.errors import ConfigError, CorralError, UsageError, report
 
 if TYPE_CHECKING:
     from corral.config.loader import AppResult, LoadResult
@@ -1140,9 +1140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(ns.func(ns))
     except CorralError as e:
-        message = e.render() if isinstance(e, ConfigError) else str(e)
-        sys.stderr.write(f"corral: error: {message}\n")
-        return e.exit_code
+        return report(e)
     except BrokenPipeError:
         return 0
 

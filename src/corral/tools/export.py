@@ -1081,7 +1081,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``corral export|startup|unstartup ...``: argv starts with the command word."""
-    from corral.core.errors import ConfigError, CorralError
+    from corral.core.errors import CorralError, report
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("export", "startup", "unstartup"):
@@ -1097,9 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"corral: error: {e}\n")
         return 2
     except CorralError as e:
-        message = e.render() if isinstance(e, ConfigError) else str(e)
-        sys.stderr.write(f"corral: error: {message}\n")
-        return e.exit_code
+        return report(e)
     except BrokenPipeError:
         return 0
 
